@@ -1,0 +1,69 @@
+"""What every command shares: --profile, --json, one-line errors, plain tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from kaihe_desktop.core.machine import Machine
+
+
+def add_profile_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="FILE",
+        help="act as the machine saved in this profile (JSON) instead of probing this one",
+    )
+
+
+def add_json_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+
+
+def machine_from_args(args: argparse.Namespace) -> Machine:
+    """The machine a command acts for: the --profile if given, otherwise a live probe."""
+    if getattr(args, "profile", None) is not None:
+        return Machine.load(args.profile)
+    from kaihe_desktop.core.hardware import probe
+
+    return probe()
+
+
+def emit_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2, default=str)
+    sys.stdout.write("\n")
+
+
+def fail(message: str, *, code: int = 1) -> int:
+    """One clear line on stderr, no traceback."""
+    first_line = message.strip().splitlines()[0] if message.strip() else "unknown error"
+    print(f"kaihe: error: {first_line}", file=sys.stderr)
+    return code
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = []
+    for n, row in enumerate(cells):
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def human_bytes(n: float | None) -> str:
+    if n is None:
+        return "-"
+    sign = "-" if n < 0 else ""
+    n = abs(float(n))
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
+        n /= 1024
+    return f"{sign}{n:.1f} TiB"

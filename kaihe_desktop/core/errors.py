@@ -1,0 +1,109 @@
+"""One error hierarchy, so the CLI and the GUI can show any failure as one clear line.
+
+Every message names what went wrong and, where there is one, the file or repo it concerns.
+"""
+
+from __future__ import annotations
+
+
+class KaiheError(Exception):
+    """Base of every error the core raises on purpose."""
+
+
+# --- model files -------------------------------------------------------------------------------
+
+
+class ModelFileError(KaiheError):
+    """A model file cannot be used."""
+
+
+class NotGGUFError(ModelFileError):
+    """The file does not start with the GGUF magic."""
+
+
+class TruncatedGGUFError(ModelFileError):
+    """The file ends before its header (or its tensor data) does."""
+
+
+class CorruptGGUFError(ModelFileError):
+    """The header is readable but makes no sense (absurd sizes, unknown types)."""
+
+
+class ModelNotFoundError(KaiheError):
+    """A local path, library name, repo or file that does not exist."""
+
+
+# --- hub and network -----------------------------------------------------------------------------
+
+
+class HubError(KaiheError):
+    """Talking to the Hugging Face Hub failed."""
+
+
+class HubUnreachableError(HubError):
+    """No network, offline mode, or the Hub timed out."""
+
+
+class RepoNotFoundError(HubError, ModelNotFoundError):
+    """The repo or file does not exist on the Hub (or is private)."""
+
+
+class GatedRepoError(HubError):
+    """The repo needs its licence accepted and a login."""
+
+
+# --- fit ------------------------------------------------------------------------------------------
+
+
+class DoesNotFitError(KaiheError):
+    """A model does not fit this machine with the safety margin."""
+
+
+# --- downloads and library ------------------------------------------------------------------------
+
+
+class DownloadError(KaiheError):
+    """A download failed after its retries."""
+
+
+class DownloadCancelled(DownloadError):
+    """The user paused or cancelled; the partial file is kept for resume."""
+
+
+class ChecksumMismatchError(DownloadError):
+    """The sha256 of a finished file differs from the Hub's LFS hash."""
+
+
+class DiskFullError(DownloadError):
+    """Not enough free disk space for the download."""
+
+
+class UnsafeFilenameError(KaiheError):
+    """A remote file name that is absolute or climbs out of its folder."""
+
+
+class LibraryError(KaiheError):
+    """The local model library cannot do what was asked."""
+
+
+# --- engine and chat ------------------------------------------------------------------------------
+
+
+class EngineError(KaiheError):
+    """The llama.cpp engine process failed."""
+
+
+class EngineCrashedError(EngineError):
+    """The engine process died (crash, out-of-memory kill, SIGKILL)."""
+
+
+class ModelLoadError(EngineError):
+    """llama.cpp refused to load a model."""
+
+
+class TemplateError(KaiheError):
+    """A chat template failed to render, or tried to escape its sandbox."""
+
+
+class HistoryError(KaiheError):
+    """The chat history store failed."""
