@@ -94,7 +94,15 @@ class EngineError(KaiheError):
 
 
 class EngineCrashedError(EngineError):
-    """The engine process died (crash, out-of-memory kill, SIGKILL)."""
+    """The engine process died (crash, out-of-memory kill, SIGKILL).
+
+    partial_text keeps what the reply had streamed before the engine died.
+    """
+
+    def __init__(self, message: str, *, partial_text: str = "", exitcode: int | None = None) -> None:
+        super().__init__(message)
+        self.partial_text = partial_text
+        self.exitcode = exitcode
 
 
 class ModelLoadError(EngineError):
@@ -107,3 +115,7 @@ class TemplateError(KaiheError):
 
 class HistoryError(KaiheError):
     """The chat history store failed."""
+
+
+class ContextOverflowError(EngineError):
+    """A new message cannot fit the context window, even after dropping every older turn."""
