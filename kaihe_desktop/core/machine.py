@@ -62,6 +62,9 @@ class GpuInfo:
     compute_capability: str | None = None
     bandwidth_gbps: float | None = None
     source: str = ""  # where the numbers came from: "nvml", "sysctl iogpu.wired_limit_mb", ...
+    # Part of memory_total_bytes reserved for this unified GPU alone at boot and therefore missing from
+    # RamInfo.total_bytes (an AMD APU's VRAM carve-out). 0 for discrete GPUs and Apple Silicon.
+    carveout_bytes: int = 0
 
 
 @dataclass(frozen=True)
