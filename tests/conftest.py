@@ -22,7 +22,7 @@ os.environ.pop("HF_TOKEN", None)
 os.environ.pop("HF_HUB_OFFLINE", None)
 
 # Fixture modules shared across test files (each owned by the part of the code it serves).
-pytest_plugins: list[str] = ["tests.helpers.hub_fixtures"]
+pytest_plugins: list[str] = ["tests.helpers.hub_fixtures", "tests.helpers.model_fixtures"]
 
 STARTER_CACHE = Path(os.environ.get("KAIHE_TEST_CACHE", Path.home() / ".cache" / "kaihe-tests"))
 
