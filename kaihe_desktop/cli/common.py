@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from kaihe_desktop.core.machine import Machine
@@ -15,9 +14,9 @@ from kaihe_desktop.core.machine import Machine
 def add_profile_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--profile",
-        type=Path,
-        metavar="FILE",
-        help="act as the machine saved in this profile (JSON) instead of probing this one",
+        metavar="NAME|FILE",
+        help="act as this machine instead of probing this one: a shipped profile name "
+        "(e.g. laptop-8gb, rtx4060-16gb, m2-16gb) or a profile JSON file",
     )
 
 
@@ -28,7 +27,9 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 def machine_from_args(args: argparse.Namespace) -> Machine:
     """The machine a command acts for: the --profile if given, otherwise a live probe."""
     if getattr(args, "profile", None) is not None:
-        return Machine.load(args.profile)
+        from kaihe_desktop.core.profiles import resolve_profile
+
+        return resolve_profile(str(args.profile))
     from kaihe_desktop.core.hardware import probe
 
     return probe()
