@@ -15,12 +15,20 @@ loses nothing against the original, so it ranks with the 8-bit types, not with 4
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    pass
+from kaihe_desktop.core.units import format_bytes, format_pct
+
+if TYPE_CHECKING:  # fit imports nothing from here, but the ladder must stay importable on its own
+    from kaihe_desktop.core.fit import Plan
+    from kaihe_desktop.core.machine import Machine
+    from kaihe_desktop.core.model_meta import ModelMeta
+
+# Placement values of fit.Placement (a StrEnum), compared as strings so this module loads without fit.
+_GPU, _PARTIAL, _NONE = "gpu", "partial", "none"
 
 
 @dataclass(frozen=True)
@@ -168,3 +176,220 @@ def quality_rank(quant: str, *, bits_per_weight: float | None = None) -> int:
 def is_better(a: str, b: str) -> bool:
     """Whether quant ``a`` is higher quality than quant ``b`` on the ladder."""
     return quality_rank(a) < quality_rank(b)
+
+
+# --- the picker -------------------------------------------------------------------------------------
+
+# The context every variant must hold when the caller names none: LM Studio's and Ollama's default window.
+DEFAULT_PICK_CTX = 4096
+
+# Full-GPU preference, and its floor. With a GPU, a variant that runs entirely on it generates several times
+# faster than a bigger one split between GPU and CPU, which users notice more than one quality rung; so the
+# best variant that runs *fully* on the GPU wins over a better one that only fits partially. Below 4-bit the
+# quality loss grows fast (Q3_K_M +0.66 ppl vs Q4_K_M +0.18 on Llama-3-8B), so the preference stops at
+# IQ4_XS: if only a 3-bit or smaller variant fits on the GPU, the best variant that fits anywhere wins.
+FULL_GPU_FLOOR = "IQ4_XS"
+
+
+@dataclass(frozen=True)
+class QuantOption:
+    """One quant variant of a model as offered (e.g. by a Hub repo): its total size over all shards."""
+
+    quant: str
+    size_bytes: int
+    files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A variant evaluated on the machine."""
+
+    option: QuantOption
+    plan: Plan
+    rank: int  # quality_rank, lower is better
+
+    @property
+    def fits(self) -> bool:
+        return self.plan.placement != _NONE
+
+    @property
+    def full_gpu(self) -> bool:
+        return self.plan.placement == _GPU
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quant": self.option.quant,
+            "size_bytes": self.option.size_bytes,
+            "files": list(self.option.files),
+            "placement": str(self.plan.placement),
+            "gpu_layers": self.plan.gpu_layers,
+            "n_ctx": self.plan.n_ctx,
+            "headroom_bytes": self.plan.headroom_bytes,
+            "headroom_pct": self.plan.headroom_pct,
+        }
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The chosen variant, its plan, a one-line reason with numbers, and every variant evaluated."""
+
+    quant: str
+    option: QuantOption
+    plan: Plan
+    reason: str
+    candidates: tuple[Candidate, ...]  # best quality first
+
+    @property
+    def fits(self) -> bool:
+        return self.plan.placement != _NONE
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "quant": self.quant,
+            "size_bytes": self.option.size_bytes,
+            "files": list(self.option.files),
+            "fits": self.fits,
+            "reason": self.reason,
+            "candidates": [c.to_dict() for c in self.candidates],
+        }
+
+
+def weights_scale(option: QuantOption, meta: ModelMeta) -> float:
+    """How much bigger this variant's tensors are than those of the file ``meta`` was read from.
+
+    Variants of one model share their header (vocabulary, metadata) and differ only in tensor data, so the
+    ratio of (file size - header) is the ratio of tensor bytes.
+    """
+    header = meta.header_size_bytes
+    own = meta.file_size_bytes - header if meta.file_size_bytes > header else meta.tensor_bytes
+    if own <= 0 or option.size_bytes <= 0:
+        return 1.0
+    return max(option.size_bytes - header, 1) / own
+
+
+def evaluate(
+    options: Sequence[QuantOption],
+    meta: ModelMeta,
+    machine: Machine,
+    *,
+    n_ctx: int,
+    margin_bytes: int | None = None,
+    kv_type: str = "f16",
+    flash_attn: bool | None = None,
+) -> tuple[Candidate, ...]:
+    """Plan every variant at the same context; best quality first (equal rank: bigger first)."""
+    from kaihe_desktop.core.fit import plan
+
+    candidates = []
+    for option in options:
+        option_plan = plan(
+            meta,
+            machine,
+            n_ctx=n_ctx,
+            kv_type=kv_type,
+            flash_attn=flash_attn,
+            margin_bytes=margin_bytes,
+            weights_scale=weights_scale(option, meta),
+        )
+        bpw = option.size_bytes * 8 / meta.parameter_count if meta.parameter_count > 0 else None
+        rank = quality_rank(option.quant, bits_per_weight=bpw)
+        candidates.append(Candidate(option=option, plan=option_plan, rank=rank))
+    candidates.sort(key=lambda c: (c.rank, -c.option.size_bytes, c.option.quant))
+    return tuple(candidates)
+
+
+def pick(
+    options: Sequence[QuantOption],
+    meta: ModelMeta,
+    machine: Machine,
+    *,
+    n_ctx: int | None = None,
+    margin_bytes: int | None = None,
+    kv_type: str = "f16",
+    flash_attn: bool | None = None,
+) -> Pick:
+    """The best-quality variant that fits with the margin (see FULL_GPU_FLOOR for the GPU preference).
+
+    Every variant is planned at the same context: ``n_ctx``, or DEFAULT_PICK_CTX capped at the trained
+    context. When nothing fits, the smallest variant comes back with placement "none" and a reason saying so.
+    """
+    if not options:
+        raise ValueError("pick() needs at least one quant option")
+    ctx = n_ctx if n_ctx is not None else _default_ctx(meta)
+    candidates = evaluate(
+        options,
+        meta,
+        machine,
+        n_ctx=ctx,
+        margin_bytes=margin_bytes,
+        kv_type=kv_type,
+        flash_attn=flash_attn,
+    )
+    fitting = [c for c in candidates if c.fits]
+    if not fitting:
+        smallest = min(candidates, key=lambda c: c.option.size_bytes)
+        return _make_pick(smallest, candidates, _reason_none_fits(smallest, ctx))
+    floor = quality_rank(FULL_GPU_FLOOR)
+    full_gpu = [c for c in fitting if c.full_gpu and c.rank <= floor]
+    chosen = full_gpu[0] if full_gpu else fitting[0]
+    return _make_pick(chosen, candidates, _reason(chosen, candidates, ctx))
+
+
+def _default_ctx(meta: ModelMeta) -> int:
+    if meta.context_length > 0:
+        return min(DEFAULT_PICK_CTX, meta.context_length)
+    return DEFAULT_PICK_CTX
+
+
+def _make_pick(chosen: Candidate, candidates: tuple[Candidate, ...], reason: str) -> Pick:
+    return Pick(
+        quant=chosen.option.quant,
+        option=chosen.option,
+        plan=chosen.plan,
+        reason=reason,
+        candidates=candidates,
+    )
+
+
+def _where(candidate: Candidate) -> str:
+    p = candidate.plan
+    if p.placement == _GPU:
+        return "runs fully on the GPU"
+    if p.placement == _PARTIAL:
+        return f"fits with {p.gpu_layers} of {p.n_layers} layers on the GPU"
+    return "fits in RAM (CPU only)"
+
+
+def _leaves(p: Plan) -> str:
+    return f"{format_pct(p.headroom_pct)} free ({format_bytes(p.headroom_bytes)})"
+
+
+def _reason(chosen: Candidate, candidates: tuple[Candidate, ...], ctx: int) -> str:
+    head = f"{chosen.option.quant}: "
+    better = [c for c in candidates if c.rank < chosen.rank]
+    if not better:
+        return (
+            f"{head}the best quality offered; {_where(chosen)} at {ctx} tokens "
+            f"and leaves {_leaves(chosen.plan)}"
+        )
+    nxt = better[-1]  # the rung just above the pick
+    text = f"{head}best quality that {_where(chosen)} at {ctx} tokens, leaves {_leaves(chosen.plan)}; "
+    if nxt.fits:
+        # Passed over only by the full-GPU preference.
+        layers = f"{nxt.plan.gpu_layers} of {nxt.plan.n_layers} layers"
+        return text + f"{nxt.option.quant} would only fit with {layers} on the GPU (slower)"
+    return text + f"{nxt.option.quant} {_shortfall_text(nxt.plan)}"
+
+
+def _shortfall_text(p: Plan) -> str:
+    margin = format_bytes(p.margin_bytes)
+    if p.headroom_bytes > 0:
+        return f"would leave only {_leaves(p)}, under the {margin} margin"
+    return f"would need {format_bytes(-p.headroom_bytes)} more than is free, plus the {margin} margin"
+
+
+def _reason_none_fits(smallest: Candidate, ctx: int) -> str:
+    return (
+        f"nothing fits at {ctx} tokens: even the smallest, {smallest.option.quant} "
+        f"({format_bytes(smallest.option.size_bytes)}), {_shortfall_text(smallest.plan)}"
+    )
