@@ -112,7 +112,8 @@ def read_remote(
         with open_remote(
             repo_id, name, revision=revision, token=token, endpoint=endpoint, timeout=timeout
         ) as reader:
-            header = parse_header(reader, name=f"{repo_id}/{name}", file_size=reader.size)
+            header = parse_header(reader, name=f"{repo_id}/{name}")
+            header.file_size = reader.size  # known once the first range has come back
         check_tensor_data(header)
         headers.append(header)
     return build_meta(headers, source=f"{repo_id}/{names[0]}")
