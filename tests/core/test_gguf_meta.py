@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import llama_cpp
@@ -346,3 +347,22 @@ def test_read_model_dispatches_local_paths(tiny_llama_path: Path, tmp_path: Path
         read_model(str(tmp_path / "missing.gguf"))
     with pytest.raises(ModelNotFoundError, match="neither an existing file nor a Hub file"):
         read_model("missing.gguf")
+
+
+def test_mla_fields(tmp_path: Path) -> None:
+    extra = {
+        "llama.attention.kv_lora_rank": 512,
+        "llama.attention.key_length_mla": 192,
+        "llama.attention.value_length_mla": 128,
+    }
+    meta = read_local(write_tiny_model(tmp_path / "mla.gguf", TINY_LLAMA, extra_kv=extra))
+    assert (meta.kv_lora_rank, meta.key_length_mla, meta.value_length_mla) == (512, 192, 128)
+    assert read_local(write_tiny_model(tmp_path / "plain.gguf", TINY_LLAMA)).kv_lora_rank is None
+
+
+def test_sized_model_factory_writes_the_size_asked(sized_model: Callable[..., Path]) -> None:
+    path = sized_model("qwen3", 32 * 1024 * 1024)
+    assert sized_model("qwen3", 32 * 1024 * 1024) == path  # written once per session
+    meta = read_local(path)
+    assert meta.architecture == "qwen3"
+    assert 0.75 < meta.tensor_bytes / (32 * 1024 * 1024) < 1.25
