@@ -1,0 +1,673 @@
+"""Resumable, verified downloads of a model variant from the Hub, built on huggingface_hub's own pieces.
+
+`hf_hub_download` resumes a cut connection only inside one call and throws its partial file away when the
+call fails, so a crash or a restart would start over. Here every file is fetched into our own partial file,
+``<models>/.partial/<sha256>.part``, with ``get_hf_file_metadata`` (size, LFS sha256, CDN location) and
+``file_download.http_get(..., resume_size=N)`` (which itself resumes cut connections with ``Range`` and
+starts over when a server ignores ``Range``). The sha256 is computed while bytes arrive (in a second thread)
+and checked against the Hub's LFS hash before the file is moved into place.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import queue
+import shutil
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO, NamedTuple
+
+import httpx2
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub import errors as hf_errors
+from huggingface_hub.file_download import http_get
+from huggingface_hub.utils import build_hf_headers
+from huggingface_hub.utils.tqdm import silent_tqdm
+
+from kaihe_desktop.core import paths
+from kaihe_desktop.core.errors import (
+    ChecksumMismatchError,
+    DiskFullError,
+    DownloadCancelled,
+    DownloadError,
+    GatedRepoError,
+    HubUnreachableError,
+    RepoNotFoundError,
+    UnsafeFilenameError,
+)
+from kaihe_desktop.core.variants import RepoFile, Variant
+
+PARTIAL_DIR = ".partial"
+# huggingface_hub writes what it receives in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default): whatever sits
+# in that buffer is lost when the process is killed. 1 MiB keeps a SIGKILL's loss small, at no speed cost.
+WRITE_CHUNK = 1024 * 1024
+DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
+RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+class DiskUsage(NamedTuple):
+    total: int
+    used: int
+    free: int
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """A snapshot for progress bars: the current file and the whole variant, in bytes on disk."""
+
+    repo_id: str
+    file: str  # path in the repo
+    file_index: int  # 1-based
+    file_count: int
+    file_done: int
+    file_total: int
+    done_bytes: int  # whole variant, resumed bytes included
+    total_bytes: int
+    fetched_bytes: int  # bytes fetched by this run (what speed is computed from)
+    speed_bps: float
+    eta_s: float | None
+    phase: str  # "download", "verify" or "done"
+
+    @property
+    def fraction(self) -> float:
+        return self.done_bytes / self.total_bytes if self.total_bytes else 1.0
+
+
+ProgressCallback = Callable[[DownloadProgress], None]
+
+
+@dataclass(frozen=True)
+class DownloadedFile:
+    repo_path: str
+    path: Path
+    size_bytes: int
+    sha256: str
+    fetched_bytes: int  # 0 when it was already complete on disk
+    resumed_from: int
+
+
+@dataclass(frozen=True)
+class DownloadResult:
+    repo_id: str
+    quant: str
+    revision: str  # the commit the files came from
+    files: tuple[DownloadedFile, ...]  # shards in order, then the projector
+    model_path: Path  # the file llama.cpp loads (first shard)
+    mmproj_path: Path | None
+
+    @property
+    def size_bytes(self) -> int:
+        return sum(f.size_bytes for f in self.files)
+
+    @property
+    def fetched_bytes(self) -> int:
+        return sum(f.fetched_bytes for f in self.files)
+
+
+@dataclass(frozen=True)
+class PartialState:
+    """What a previous, interrupted run left on disk for one file."""
+
+    repo_path: str
+    part_path: Path
+    have_bytes: int
+    size_bytes: int
+
+
+# --- names ------------------------------------------------------------------------------------------
+
+
+def safe_relative_path(remote_name: str) -> PurePosixPath:
+    """The remote file name as a path that stays inside its folder, or UnsafeFilenameError."""
+    name = remote_name.replace("\\", "/")
+    pure = PurePosixPath(name)
+    if (
+        not remote_name
+        or "\0" in remote_name
+        or pure.is_absolute()
+        or (len(name) > 1 and name[1] == ":")  # C:\... / C:foo
+        or any(part in ("..", ".", "") for part in name.split("/"))
+    ):
+        raise UnsafeFilenameError(
+            f"refusing the remote file name {remote_name!r}: it is absolute or climbs out of the model folder"
+        )
+    return pure
+
+
+def repo_folder_name(repo_id: str) -> str:
+    owner, _, name = repo_id.partition("/")
+    safe_relative_path(owner)
+    safe_relative_path(name or owner)
+    return f"{owner}__{name}" if name else owner
+
+
+def partial_key(repo_id: str, revision: str, file: RepoFile) -> str:
+    """LFS files are keyed by their sha256 (the same bytes resume whatever the repo); others by name."""
+    if file.sha256:
+        return file.sha256
+    return hashlib.sha256(f"{repo_id}\n{revision}\n{file.path}".encode()).hexdigest()
+
+
+# --- writing ------------------------------------------------------------------------------------------
+
+
+class _HashingWriter:
+    """The file object handed to http_get: writes, hashes in a helper thread, reports, honours cancel.
+
+    http_get rewinds and truncates it when a server ignores Range (a 200 to a resumed request); the hash
+    then starts over too.
+    """
+
+    def __init__(
+        self,
+        fh: IO[bytes],
+        *,
+        have: int,
+        on_bytes: Callable[[int], None],
+        cancel: threading.Event | None,
+        what: str,
+    ) -> None:
+        self._fh = fh
+        self._on_bytes = on_bytes
+        self._cancel = cancel
+        self._what = what
+        self._queue: queue.Queue[bytes | int | None] = queue.Queue(maxsize=64)
+        self._digest = hashlib.sha256()
+        self._hash_error: BaseException | None = None
+        self.position = have
+        self.written_now = 0
+        self._thread = threading.Thread(target=self._hash_loop, name="kaihe-sha256", daemon=True)
+        self._thread.start()
+        if have:
+            self._queue.put(have)  # hash the prefix already on disk, then what arrives
+
+    def _hash_loop(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, int):
+                    if item == -1:
+                        self._digest = hashlib.sha256()
+                        continue
+                    self._hash_prefix(item)
+                else:
+                    self._digest.update(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by finish()
+            self._hash_error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def _hash_prefix(self, size: int) -> None:
+        with open(self._fh.name, "rb") as src:
+            left = size
+            while left > 0:
+                block = src.read(min(8 * WRITE_CHUNK, left))
+                if not block:
+                    raise DownloadError(f"{self._what}: the partial file shrank while resuming")
+                self._digest.update(block)
+                left -= len(block)
+
+    def write(self, data: bytes) -> int:
+        if self._cancel is not None and self._cancel.is_set():
+            raise DownloadCancelled(f"{self._what}: download paused; the partial file is kept for resume")
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            if exc.errno in _DISK_FULL_ERRNOS:
+                raise DiskFullError(
+                    f"the disk filled up while writing {self._what} ({exc.strerror}); "
+                    "the partial download is kept: free some space and run the download again"
+                ) from exc
+            raise
+        self._queue.put(bytes(data))
+        self.position += len(data)
+        self.written_now += len(data)
+        self._on_bytes(len(data))
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._fh.flush()
+        self.position = self._fh.seek(offset, whence)
+        return self.position
+
+    def truncate(self, size: int | None = None) -> int:
+        self._fh.flush()
+        new_size = self._fh.truncate(self.position if size is None else size)
+        if new_size != 0:
+            raise DownloadError(f"{self._what}: cannot restart the download from byte {new_size}")
+        self._queue.put(-1)  # the server ignored Range: start the hash over with the file
+        self._on_bytes(-self.written_now)
+        self.written_now = 0
+        return new_size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def finish(self) -> str:
+        """Wait for the hash thread; the sha256 of everything written."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._hash_error is not None:
+            raise self._hash_error
+        return self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+def _default_disk_usage(path: Path) -> DiskUsage:
+    usage = shutil.disk_usage(path)
+    return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
+
+
+def _human(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class _Meter:
+    """Overall progress and a speed over the last few seconds."""
+
+    def __init__(self, *, repo_id: str, files: Sequence[RepoFile], callback: ProgressCallback | None) -> None:
+        self.repo_id = repo_id
+        self.files = files
+        self.total = sum(f.size_bytes for f in files)
+        self.callback = callback
+        self.done_before = 0  # completed files
+        self.file_done = 0
+        self.index = 0
+        self.fetched = 0
+        self._window: deque[tuple[float, int]] = deque()
+        self._last_emit = 0.0
+
+    def start_file(self, index: int, have: int) -> None:
+        self.index = index
+        self.file_done = have
+
+    def finish_file(self) -> None:
+        self.done_before += self.files[self.index].size_bytes
+        self.file_done = 0
+
+    def add(self, n: int) -> None:
+        self.file_done += n
+        self.fetched += n
+        now = time.monotonic()
+        self._window.append((now, self.fetched))
+        while len(self._window) > 2 and now - self._window[0][0] > 3.0:
+            self._window.popleft()
+        if now - self._last_emit >= 0.1:
+            self.emit("download")
+
+    def speed(self) -> float:
+        if len(self._window) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self._window[0], self._window[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def emit(self, phase: str) -> None:
+        if self.callback is None:
+            return
+        self._last_emit = time.monotonic()
+        speed = self.speed()
+        done = self.done_before + self.file_done
+        remaining = self.total - done
+        current = self.files[self.index] if self.files else None
+        self.callback(
+            DownloadProgress(
+                repo_id=self.repo_id,
+                file=current.path if current else "",
+                file_index=self.index + 1,
+                file_count=len(self.files),
+                file_done=self.file_done,
+                file_total=current.size_bytes if current else 0,
+                done_bytes=done,
+                total_bytes=self.total,
+                fetched_bytes=self.fetched,
+                speed_bps=speed,
+                eta_s=remaining / speed if speed > 0 else None,
+                phase=phase,
+            )
+        )
+
+
+# --- the downloader -----------------------------------------------------------------------------------
+
+
+class Downloader:
+    """Fetches variants into ``models_dir/<owner>__<name>/``; see the module docstring for how."""
+
+    def __init__(
+        self,
+        *,
+        models_dir: Path | None = None,
+        endpoint: str | None = None,
+        token: str | bool | None = None,
+        max_retries: int = 5,
+        backoff_base_s: float = 1.0,
+        backoff_max_s: float = 30.0,
+        timeout_s: float = 10.0,
+        disk_usage: Callable[[Path], DiskUsage] = _default_disk_usage,
+        disk_reserve_bytes: int = DISK_RESERVE_BYTES,
+        open_part: Callable[[Path, int], IO[bytes]] | None = None,
+    ) -> None:
+        self.models_dir = models_dir if models_dir is not None else paths.models_dir()
+        self.endpoint = endpoint
+        self.token = token
+        self.max_retries = max_retries
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        self.timeout_s = timeout_s
+        self.disk_usage = disk_usage
+        self.disk_reserve_bytes = disk_reserve_bytes
+        self.open_part = open_part or _open_part
+
+    @property
+    def partial_dir(self) -> Path:
+        return self.models_dir / PARTIAL_DIR
+
+    def destination(self, repo_id: str, repo_path: str) -> Path:
+        """Where a remote file lands; UnsafeFilenameError when its name would leave the repo folder."""
+        folder = self.models_dir / repo_folder_name(repo_id)
+        target = folder.joinpath(*safe_relative_path(repo_path).parts)
+        if not target.resolve().is_relative_to(folder.resolve()):
+            raise UnsafeFilenameError(
+                f"refusing the remote file name {repo_path!r}: it leaves the model folder"
+            )
+        return target
+
+    def partial_path(self, repo_id: str, revision: str, file: RepoFile) -> Path:
+        return self.partial_dir / f"{partial_key(repo_id, revision, file)}.part"
+
+    def partial_state(self, repo_id: str, variant: Variant, *, revision: str = "main") -> list[PartialState]:
+        """Partial files an interrupted download of this variant left behind (for "resume" messages)."""
+        states = []
+        for f in variant.all_files:
+            part = self.partial_path(repo_id, revision, f)
+            if part.exists():
+                states.append(PartialState(f.path, part, part.stat().st_size, f.size_bytes))
+        return states
+
+    def check_disk_space(self, repo_id: str, files: Sequence[RepoFile], *, revision: str = "main") -> int:
+        """Bytes still needed; DiskFullError naming needed and free space when they do not fit."""
+        needed = 0
+        for f in files:
+            if self._complete_on_disk(repo_id, f):
+                continue
+            part = self.partial_path(repo_id, revision, f)
+            have = part.stat().st_size if part.exists() else 0
+            needed += max(f.size_bytes - have, 0)
+        probe = self.models_dir
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        free = self.disk_usage(probe).free
+        if needed + self.disk_reserve_bytes > free:
+            raise DiskFullError(
+                f"not enough disk space for {repo_id}: needs {_human(needed)} "
+                f"(+{_human(self.disk_reserve_bytes)} reserve), {_human(free)} free on {probe}"
+            )
+        return needed
+
+    def download_variant(
+        self,
+        repo_id: str,
+        variant: Variant,
+        *,
+        revision: str = "main",
+        progress: ProgressCallback | None = None,
+        cancel: threading.Event | None = None,
+    ) -> DownloadResult:
+        """Every shard and the projector of ``variant``, verified; resumes whatever a previous run left."""
+        files = variant.all_files
+        targets = [self.destination(repo_id, f.path) for f in files]  # refuse bad names before any byte
+        self.check_disk_space(repo_id, files, revision=revision)
+        meter = _Meter(repo_id=repo_id, files=files, callback=progress)
+        done: list[DownloadedFile] = []
+        commit = revision
+        for index, (remote, target) in enumerate(zip(files, targets, strict=True)):
+            result, commit = self._download_one(
+                repo_id, remote, target, revision=revision, meter=meter, index=index, cancel=cancel
+            )
+            done.append(result)
+            meter.finish_file()
+        meter.emit("done")
+        mmproj = done[-1].path if variant.mmproj is not None else None
+        return DownloadResult(
+            repo_id=repo_id,
+            quant=variant.quant,
+            revision=commit,
+            files=tuple(done),
+            model_path=done[0].path,
+            mmproj_path=mmproj,
+        )
+
+    # --- one file -------------------------------------------------------------------------------------
+
+    def _complete_on_disk(self, repo_id: str, remote: RepoFile) -> bool:
+        target = self.destination(repo_id, remote.path)
+        return target.is_file() and target.stat().st_size == remote.size_bytes
+
+    def _download_one(
+        self,
+        repo_id: str,
+        remote: RepoFile,
+        target: Path,
+        *,
+        revision: str,
+        meter: _Meter,
+        index: int,
+        cancel: threading.Event | None,
+    ) -> tuple[DownloadedFile, str]:
+        what = f"{repo_id}/{remote.path}"
+        if target.is_file() and target.stat().st_size == remote.size_bytes and remote.sha256:
+            meter.start_file(index, remote.size_bytes)
+            meter.emit("verify")
+            digest = _sha256_file(target)
+            if digest == remote.sha256:
+                return DownloadedFile(
+                    remote.path, target, remote.size_bytes, digest, 0, remote.size_bytes
+                ), revision
+        url = hf_hub_url(repo_id, remote.path, revision=revision, endpoint=self.endpoint)
+        attempt = 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled(f"{what}: download paused; the partial file is kept for resume")
+            try:
+                return self._attempt(repo_id, remote, target, url, revision, meter, index, cancel, what)
+            except (DownloadCancelled, DiskFullError, ChecksumMismatchError, UnsafeFilenameError):
+                raise
+            except hf_errors.GatedRepoError as exc:
+                raise GatedRepoError(self._gated_message(repo_id)) from exc
+            except hf_errors.RepositoryNotFoundError as exc:
+                if _status(exc) == 401 and self._token_given():
+                    raise GatedRepoError(self._gated_message(repo_id)) from exc
+                raise RepoNotFoundError(f"{repo_id} was not found on the Hub (or it is private)") from exc
+            except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
+                raise RepoNotFoundError(f"{what} was not found on the Hub at revision {revision}") from exc
+            except hf_errors.OfflineModeIsEnabled as exc:
+                raise HubUnreachableError(
+                    f"cannot download {what}: offline mode is on (HF_HUB_OFFLINE)"
+                ) from exc
+            except (hf_errors.HfHubHTTPError, httpx2.TransportError, OSError, TimeoutError) as exc:
+                status = _status(exc)
+                retryable = status is None or status in RETRY_STATUS
+                if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+                    raise DiskFullError(f"the disk filled up while writing {what}; partial kept") from exc
+                attempt += 1
+                if not retryable or attempt > self.max_retries:
+                    reason = f"HTTP {status}" if status is not None else (str(exc).splitlines() or ["?"])[0]
+                    tries = f" after {attempt} attempts" if retryable else ""
+                    raise DownloadError(f"downloading {what} failed{tries}: {reason}") from exc
+                wait = _retry_after(exc)
+                if wait is None:
+                    wait = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+                if cancel is not None:
+                    if cancel.wait(wait):
+                        raise DownloadCancelled(
+                            f"{what}: download paused; the partial file is kept for resume"
+                        ) from exc
+                else:
+                    time.sleep(wait)
+
+    def _attempt(
+        self,
+        repo_id: str,
+        remote: RepoFile,
+        target: Path,
+        url: str,
+        revision: str,
+        meter: _Meter,
+        index: int,
+        cancel: threading.Event | None,
+        what: str,
+    ) -> tuple[DownloadedFile, str]:
+        meta = get_hf_file_metadata(url, token=self.token, timeout=self.timeout_s, endpoint=self.endpoint)
+        size = meta.size if meta.size is not None else remote.size_bytes
+        if remote.size_bytes and size != remote.size_bytes:
+            raise DownloadError(
+                f"{what}: the Hub reports {size} bytes but the listing said {remote.size_bytes}; "
+                "the repo changed, search again"
+            )
+        expected_sha = remote.sha256 or (meta.etag if meta.etag and len(meta.etag) == 64 else None)
+        commit = meta.commit_hash or revision
+        part = self.partial_path(repo_id, revision, remote)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.exists() else 0
+        if have > size:
+            part.unlink()
+            have = 0
+        meter.start_file(index, have)
+        meter.emit("download")
+        fh = self.open_part(part, have)
+        writer = _HashingWriter(fh, have=have, on_bytes=meter.add, cancel=cancel, what=what)
+        try:
+            headers = build_hf_headers(token=self.token) if _same_origin(meta.location, url) else {}
+            constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, WRITE_CHUNK)
+            http_get(
+                meta.location,
+                writer,  # type: ignore[arg-type]
+                resume_size=have,
+                headers=headers,
+                expected_size=size,
+                displayed_filename=remote.name,
+                tqdm_class=silent_tqdm,
+            )
+            fh.flush()
+            os.fsync(fh.fileno())
+        except BaseException:
+            writer.abandon()
+            fh.close()
+            raise
+        fh.close()
+        fetched = writer.written_now
+        resumed_from = size - fetched
+        meter.emit("verify")
+        digest = writer.finish()
+        if expected_sha is not None and digest != expected_sha:
+            part.unlink(missing_ok=True)
+            raise ChecksumMismatchError(
+                f"{what} is corrupt: its sha256 is {digest[:16]}… but the Hub says {expected_sha[:16]}…; "
+                "the bad file was deleted, download it again"
+            )
+        git_oid = meta.etag if expected_sha is None and meta.etag and len(meta.etag) == 40 else None
+        if git_oid is not None and _git_blob_sha1(part) != git_oid:
+            part.unlink(missing_ok=True)
+            raise ChecksumMismatchError(f"{what} does not match the Hub's git hash; the bad file was deleted")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(part, target)
+        return DownloadedFile(remote.path, target, size, digest, fetched, resumed_from), commit
+
+    def _token_given(self) -> bool:
+        return bool(self.token) or bool(os.environ.get("HF_TOKEN"))
+
+    def _gated_message(self, repo_id: str) -> str:
+        base = (self.endpoint or constants.ENDPOINT).rstrip("/")
+        return (
+            f"{repo_id} is gated: accept the licence at {base}/{repo_id} and log in "
+            "(`hf auth login`, or set HF_TOKEN)"
+        )
+
+    def discard_partials(self, repo_id: str, variant: Variant, *, revision: str = "main") -> int:
+        """Delete what an interrupted download left; bytes freed."""
+        freed = 0
+        for state in self.partial_state(repo_id, variant, revision=revision):
+            freed += state.have_bytes
+            state.part_path.unlink(missing_ok=True)
+        return freed
+
+
+def _open_part(path: Path, have: int) -> IO[bytes]:
+    fh = open(path, "r+b" if path.exists() else "wb")  # noqa: SIM115 - closed by the caller
+    fh.seek(have)
+    fh.truncate()
+    return fh
+
+
+def _same_origin(a: str, b: str) -> bool:
+    pa, pb = httpx2.URL(a), httpx2.URL(b)
+    return (pa.scheme, pa.host, pa.port) == (pb.scheme, pb.host, pb.port)
+
+
+def _status(exc: BaseException) -> int | None:
+    response = getattr(exc, "response", None)
+    return response.status_code if response is not None else None
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    response = getattr(exc, "response", None)
+    if response is None:
+        return None
+    value = response.headers.get("Retry-After", "").strip()
+    return float(value) if value.isdigit() else None
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_blob_sha1(path: Path) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # noqa: S324 - git's object id
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def describe_exception(exc: BaseException) -> str:
+    """One line for logs and the queue file."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+__all__: list[str] = [
+    "DiskUsage",
+    "DownloadProgress",
+    "DownloadResult",
+    "DownloadedFile",
+    "Downloader",
+    "PartialState",
+    "ProgressCallback",
+    "describe_exception",
+    "partial_key",
+    "repo_folder_name",
+    "safe_relative_path",
+]
