@@ -32,11 +32,21 @@ def register(subparsers: Any) -> None:
         metavar="FILE",
         help="also save the machine as a profile JSON file (to use later with --profile FILE)",
     )
+    parser.add_argument(
+        "--remeasure",
+        action="store_true",
+        help="measure the RAM bandwidth again instead of using the cached value (e.g. after a busy moment)",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    machine = machine_from_args(args)
+    if args.remeasure and args.profile is None:
+        from kaihe_desktop.core.hardware import probe
+
+        machine = probe(refresh_bandwidth=True)
+    else:
+        machine = machine_from_args(args)
     info = tier_for(machine)
     if args.save_profile is not None:
         try:

@@ -40,13 +40,17 @@ def probe(
     models_dir: Path | None = None,
     sysfs_root: Path = Path("/sys"),
     measure_bandwidth: bool = True,
+    refresh_bandwidth: bool = False,
 ) -> Machine:
-    """Probe this machine. Never raises; what was not detected is in `Machine.notes`."""
+    """Probe this machine. Never raises; what was not detected is in `Machine.notes`.
+
+    The RAM bandwidth comes from its cache unless `refresh_bandwidth` (then it is measured again).
+    """
     notes: list[ProbeNote] = []
     system = platform.system()
     ram = _soft(notes, "ram", lambda: probe_ram(notes=notes), RamInfo(total_bytes=0, available_bytes=0))
     if measure_bandwidth:
-        ram = _soft(notes, "ram bandwidth", lambda: _with_bandwidth(ram), ram)
+        ram = _soft(notes, "ram bandwidth", lambda: _with_bandwidth(ram, refresh=refresh_bandwidth), ram)
     cpu = _soft(
         notes, "cpu", lambda: probe_cpu(notes=notes), CpuInfo("unknown CPU", platform.machine(), 1, 1)
     )
@@ -86,10 +90,10 @@ def probe_ram(*, notes: list[ProbeNote]) -> RamInfo:
     )
 
 
-def _with_bandwidth(ram: RamInfo) -> RamInfo:
+def _with_bandwidth(ram: RamInfo, *, refresh: bool) -> RamInfo:
     from kaihe_desktop.core.bandwidth import ram_bandwidth_gbps
 
-    return dataclasses.replace(ram, bandwidth_gbps=round(ram_bandwidth_gbps(), 1))
+    return dataclasses.replace(ram, bandwidth_gbps=round(ram_bandwidth_gbps(refresh=refresh), 1))
 
 
 # --- CPU ---------------------------------------------------------------------------------------------

@@ -166,3 +166,15 @@ def test_an_unwritable_save_path_is_one_clear_error(tmp_path: Path) -> None:
         "cannot write profile",
         "me.json",
     )
+
+
+def test_remeasure_measures_the_ram_bandwidth_again(kaihe_home: Path) -> None:
+    cache = kaihe_home / "cache" / "ram_bandwidth.json"
+    cache.parent.mkdir(parents=True)
+    from kaihe_desktop.core.bandwidth import machine_key
+
+    cache.write_text(json.dumps({"entries": {machine_key(): {"gbps": 4242.0}}}))
+    assert json.loads(kaihe("hardware", "--json").stdout)["ram"]["bandwidth_gbps"] == 4242.0
+    remeasured = json.loads(kaihe("hardware", "--json", "--remeasure").stdout)["ram"]["bandwidth_gbps"]
+    assert 0 < remeasured != 4242.0
+    assert json.loads(cache.read_text())["entries"][machine_key()]["gbps"] != 4242.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -85,7 +86,14 @@ def test_probe_result_round_trips_as_a_profile(this_machine: Machine, tmp_path: 
 def test_probe_fills_ram_bandwidth_and_caches_it(kaihe_home: Path) -> None:
     machine = probe(measure_bandwidth=True)
     assert machine.ram.bandwidth_gbps is not None and machine.ram.bandwidth_gbps > 0
-    assert (kaihe_home / "cache" / "ram_bandwidth.json").is_file()
+    cache = kaihe_home / "cache" / "ram_bandwidth.json"
+    assert cache.is_file()
+    data = json.loads(cache.read_text())
+    for entry in data["entries"].values():
+        entry["gbps"] = 4242.0
+    cache.write_text(json.dumps(data))
+    assert probe(measure_bandwidth=True).ram.bandwidth_gbps == 4242.0
+    assert probe(measure_bandwidth=True, refresh_bandwidth=True).ram.bandwidth_gbps != 4242.0
 
 
 def test_probe_without_sysfs_says_so_and_does_not_raise(tmp_path: Path) -> None:
