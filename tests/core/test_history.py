@@ -346,3 +346,23 @@ def test_an_unreachable_location_is_a_clear_error(tmp_path: Path) -> None:
     blocker.write_text("x")
     with pytest.raises(HistoryError, match="cannot open the chat history"):
         HistoryStore(blocker / "history.sqlite3")
+
+
+def test_search_without_fts5_falls_back_to_escaped_like(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Some SQLite builds lack FTS5 (it is present here, so its absence is simulated at the probe).
+    from kaihe_desktop.core import history_schema
+
+    monkeypatch.setattr(history_schema, "fts5_available", lambda conn: False)
+    with HistoryStore(tmp_path / "nofts.sqlite3") as s:
+        assert not s.full_text_search
+        assert s.schema_version == SCHEMA_VERSION
+        cid = _conversation(s)
+        s.add_message(cid, role="user", content="100% sure, snake_case please")
+        assert [h.role for h in s.search("waves")] == ["assistant"]
+        assert [h.role for h in s.search("haiku")] == ["assistant"]  # reasoning too
+        assert [h.snippet for h in s.search("100%")] == ["100% sure, snake_case please"]
+        assert s.search("1000%") == [] and s.search("snake%case") == []  # % and _ are literal
+        s.add_message(cid, role="user", content="snakeXcase")
+        assert [h.snippet for h in s.search("snake_case")] == ["100% sure, snake_case please"]
