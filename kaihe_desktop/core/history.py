@@ -329,9 +329,18 @@ class HistoryStore:
             if cur.rowcount == 0:
                 raise HistoryError(f"there is no message {message_id} in {self.path}")
 
+    def get_message(self, message_id: int) -> Message:
+        rows = self._read("SELECT * FROM messages WHERE id = ?", (message_id,))
+        if not rows:
+            raise HistoryError(f"there is no message {message_id} in {self.path}")
+        return _message(rows[0])
+
     def delete_message(self, message_id: int) -> None:
+        """Remove one message (e.g. a reply the user regenerates)."""
         with self._write() as conn:
-            conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            cur = conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            if cur.rowcount == 0:
+                raise HistoryError(f"there is no message {message_id} in {self.path}")
 
     def start_reply(
         self, conversation_id: int, *, model: str | None = None, flush_interval_s: float = 0.25

@@ -237,7 +237,7 @@ def _from_template(source: str, *, model: str, bos: str, eos: str, limits: Rende
     return ChatFormat(
         mode="chat",
         name="gguf",
-        why=f"using the chat template embedded in {model}'s file",
+        why=f"{model} carries its own chat template: using it (in a sandbox)",
         stop=tuple(stops),
         model_name=model,
         bos_token=bos,

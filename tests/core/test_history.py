@@ -366,3 +366,26 @@ def test_search_without_fts5_falls_back_to_escaped_like(
         assert s.search("1000%") == [] and s.search("snake%case") == []  # % and _ are literal
         s.add_message(cid, role="user", content="snakeXcase")
         assert [h.snippet for h in s.search("snake_case")] == ["100% sure, snake_case please"]
+
+
+def test_update_conversation_and_messages_one_by_one(store: HistoryStore) -> None:
+    cid = _conversation(store)
+    store.update_conversation(
+        cid, model="qwen3-4b Q4_K_M", settings={"temperature": 0.2}, system_prompt="Be brief."
+    )
+    conv = store.get_conversation(cid)
+    assert (conv.model, conv.settings, conv.system_prompt) == (
+        "qwen3-4b Q4_K_M",
+        {"temperature": 0.2},
+        "Be brief.",
+    )
+    assert conv.title == "Sea poems"  # untouched fields stay
+    reply = conv.messages[-1]
+    assert store.get_message(reply.id) == reply
+    store.delete_message(reply.id)
+    assert [m.role for m in store.get_conversation(cid).messages] == ["user"]
+    assert store.search("waves") == []
+    with pytest.raises(HistoryError, match=f"no message {reply.id}"):
+        store.get_message(reply.id)
+    with pytest.raises(HistoryError, match=f"no message {reply.id}"):
+        store.delete_message(reply.id)

@@ -68,7 +68,7 @@ def test_llama3_template_renders_like_transformers() -> None:
         "<|start_header_id|>assistant<|end_header_id|>\n\n"
     )
     assert (fmt.mode, fmt.name) == ("chat", "gguf")
-    assert "embedded" in fmt.why
+    assert fmt.why == "'Meta Llama 3 8B Instruct' carries its own chat template: using it (in a sandbox)"
     assert not fmt.needs_bos(prompt)  # the template wrote BOS itself: the tokenizer must not add another
     assert "<|eot_id|>" in fmt.stop
 
@@ -363,3 +363,21 @@ def test_injection_gguf_is_refused_through_the_real_metadata_reader(injection_gg
     assert meta.has_chat_template and "__subclasses__" in (meta.chat_template or "")
     with pytest.raises(TemplateError, match="tried to reach Python internals"):
         resolve_chat_format(meta)
+
+
+def test_a_bomb_in_an_unused_branch_is_not_built_at_compile_time() -> None:
+    # Jinja folds constants while compiling; llama-cpp-python's own environment would build this string
+    # when it loads the model. Ours intercepts the operator, so nothing is built until a render reaches it.
+    import tracemalloc
+
+    source = "{% if messages|length > 99 %}{{ 'A' * 300000000 }}{{ 'B'|center(300000000) }}{% endif %}ok"
+    tracemalloc.start()
+    try:
+        fmt = resolve_chat_format(make_meta(name="Bomb", template=source))
+        assert fmt.render([HI]) == "ok"
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 50_000_000
+    with pytest.raises(TemplateError, match="huge prompt"):
+        fmt.render([HI] * 100)
