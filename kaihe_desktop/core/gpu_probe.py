@@ -199,8 +199,7 @@ def sysfs_gpus(
     drm = sysfs_root / "class" / "drm"
     try:
         cards = sorted(
-            (p for p in drm.iterdir() if _CARD_NAME.match(p.name)),
-            key=lambda p: int(_CARD_NAME.match(p.name).group(1)),  # type: ignore[union-attr]
+            (p for p in drm.iterdir() if _CARD_NAME.match(p.name)), key=lambda p: int(p.name[len("card") :])
         )
     except OSError as exc:
         notes.append(ProbeNote("sysfs", f"AMD/Intel GPUs not detected: cannot list {drm} ({_why(exc)})"))
@@ -237,8 +236,7 @@ def _amd_gpu(card: str, device: Path) -> GpuInfo:
     name = _read(device / "product_name") or f"AMD GPU (PCI 1002:{_pci_device(device)})"
     knows_vram_chip = (device / "mem_info_vram_vendor").exists()
     gtt_total = _read_optional_int(device / "mem_info_gtt_total")
-    is_apu = not knows_vram_chip and vram_total <= APU_MAX_CARVEOUT_BYTES and gtt_total is not None
-    if not is_apu:
+    if gtt_total is None or knows_vram_chip or vram_total > APU_MAX_CARVEOUT_BYTES:
         return GpuInfo(
             name=name,
             vendor=GpuVendor.AMD,
@@ -247,7 +245,6 @@ def _amd_gpu(card: str, device: Path) -> GpuInfo:
             source=f"sysfs {card} mem_info_vram_total/used",
         )
     gtt_used = _read_optional_int(device / "mem_info_gtt_used") or 0
-    assert gtt_total is not None
     return GpuInfo(
         name=name,
         vendor=GpuVendor.AMD,

@@ -321,3 +321,10 @@ def test_probe_picks_up_gpus_from_the_given_sysfs_root(tmp_path: Path) -> None:
     machine = probe(sysfs_root=tmp_path / "sys", models_dir=tmp_path, measure_bandwidth=False)
     amd = [g for g in machine.gpus if g.vendor == GpuVendor.AMD]
     assert [g.memory_total_bytes for g in amd] == [8 * GIB]
+
+
+def test_cards_are_listed_in_numeric_order(tmp_path: Path) -> None:
+    for n in (10, 2):
+        make_card(tmp_path, f"card{n}", {"vendor": "0x8086", "device": f"0x{n:04x}"})
+    gpus, _ = sysfs_probe(tmp_path)
+    assert [g.source.split()[1] for g in gpus] == ["card2:", "card10:"]
