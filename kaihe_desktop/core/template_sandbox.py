@@ -268,9 +268,13 @@ class ChatTemplateEnvironment(ImmutableSandboxedEnvironment):
             return local_trace
 
         def global_trace(frame: FrameType, event: str, arg: Any) -> Any:
+            # Only template frames are traced (and only they raise): a __del__ or a library frame that
+            # raised here would swallow the timeout and unset the hook.
+            if frame.f_code.co_filename != TEMPLATE_FILENAME:
+                return None
             if time.monotonic() > deadline:
                 raise RenderTimeout
-            return local_trace if frame.f_code.co_filename == TEMPLATE_FILENAME else None
+            return local_trace
 
         pieces: list[str] = []
         size = 0
