@@ -1,0 +1,1 @@
+"""The Qt layer: thin widgets, item models and workers on top of kaihe_desktop.core."""
