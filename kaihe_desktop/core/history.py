@@ -68,6 +68,8 @@ class ConversationSummary:
 
 @dataclass(frozen=True)
 class SearchHit:
+    """One matching message. With FTS5 the snippet marks the matched words as [word]."""
+
     conversation_id: int
     conversation_title: str
     message_id: int
