@@ -15,6 +15,7 @@ from kaihe_desktop.core.errors import KaiheError
 COMMAND_MODULES: tuple[str, ...] = (
     "hardware_cmd",
     "fit_cmd",
+    "catalog_cmd",
 )
 
 

@@ -22,6 +22,7 @@ from huggingface_hub import HfApi, constants
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.hf_api import ModelInfo
 from huggingface_hub.hf_api import RepoFile as HubRepoFile
+from huggingface_hub.utils import get_session
 
 from kaihe_desktop.core.errors import (
     GatedRepoError,
@@ -82,9 +83,15 @@ def hub_errors(what: str) -> Iterator[None]:
 # --- bounded, deadline-aware concurrency -----------------------------------------------------------
 
 
-def run_with_deadline(fn: Callable[[], T], *, timeout_s: float, what: str) -> T:
-    """Run ``fn`` in a daemon thread; past ``timeout_s`` raise HubUnreachableError (thread abandoned)."""
-    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=1)
+def run_with_deadline(
+    fn: Callable[[], T], *, timeout_s: float, what: str, probe: Callable[[], None] | None = None
+) -> T:
+    """Run ``fn`` in a daemon thread; past ``timeout_s`` raise HubUnreachableError (thread abandoned).
+
+    ``probe``, run alongside, may raise HubUnreachableError to fail fast: huggingface_hub retries refused
+    connections with backoff (1+2+4+8 s) inside ``fn``, which would otherwise eat the whole budget.
+    """
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue()
 
     def target() -> None:
         try:
@@ -92,7 +99,18 @@ def run_with_deadline(fn: Callable[[], T], *, timeout_s: float, what: str) -> T:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             box.put((False, exc))
 
+    def probe_target() -> None:
+        assert probe is not None
+        try:
+            probe()
+        except HubUnreachableError as exc:
+            box.put((False, exc))
+        except Exception:  # noqa: BLE001, S110 - only "unreachable" decides anything; fn reports the rest
+            pass
+
     threading.Thread(target=target, name=f"kaihe-hub-{what}", daemon=True).start()
+    if probe is not None:
+        threading.Thread(target=probe_target, name="kaihe-hub-probe", daemon=True).start()
     try:
         ok, value = box.get(timeout=timeout_s)
     except queue.Empty:
@@ -101,6 +119,12 @@ def run_with_deadline(fn: Callable[[], T], *, timeout_s: float, what: str) -> T:
         raise value
     result: T = value
     return result
+
+
+def probe_endpoint(endpoint: str, *, timeout_s: float) -> None:
+    """One HEAD request to the Hub's root: any HTTP answer means reachable; a transport error does not."""
+    with hub_errors(f"reaching {endpoint}"):
+        get_session().head(endpoint, timeout=timeout_s)
 
 
 def bounded_map(

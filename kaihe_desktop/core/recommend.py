@@ -1,0 +1,240 @@
+"""Recommendations: per use case, the best curated model that fits this machine with the margin.
+
+Each use case lists repos best first (``data/recommendations.json``). For each, the quant picker first
+judges an estimate built from the curated shape (no network); the first candidate the estimate admits is
+then checked against the Hub through the catalog (real files, sizes and header). A candidate the Hub shows
+not to fit, or cannot serve (gated, gone), is skipped. When the Hub cannot be reached the estimate stands,
+marked ``checked_on_hub=False``, so the list always shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from kaihe_desktop.core.catalog import Catalog, CatalogRepo
+from kaihe_desktop.core.errors import HubError, HubUnreachableError
+from kaihe_desktop.core.hub_listing import is_offline
+from kaihe_desktop.core.licenses import commercial_use_of
+from kaihe_desktop.core.machine import Machine
+from kaihe_desktop.core.quants import Pick, pick, quality_rank
+from kaihe_desktop.core.recommend_data import (
+    CuratedRepo,
+    Recommendations,
+    UseCase,
+    estimated_meta,
+    estimated_options,
+    load_recommendations,
+)
+
+# Below 4 bits a quant loses quality fast (llama.cpp's table: Q3_K_M +0.66 ppl vs Q4_K_M +0.18 on
+# Llama-3-8B), so a smaller model at 4 bits or more is the better recommendation. Every 4-bit rung passes
+# (Q4_0 included: Gemma's QAT files are Q4_0). Only when no curated model reaches it is the floor dropped.
+QUALITY_FLOOR = "Q4_0"
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    use_case: str
+    title: str
+    repo_id: str | None  # None when nothing curated for the use case fits
+    family: str | None
+    params_b: float | None
+    quant: str | None
+    size_bytes: int | None
+    placement: str
+    headroom_pct: float | None
+    reason: str
+    checked_on_hub: bool
+    license: str | None
+    commercial_use: str
+    gated: bool
+    note: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class RecommendationSet:
+    items: tuple[Recommendation, ...]
+    first_run: Recommendation | None  # the one-click download for a first start
+    offline: bool
+    notice: str | None
+    data_version: int
+    data_updated: str
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.items]
+
+
+class _HubState:
+    """Shared across use cases: after the first unreachable answer, stop asking (one timeout, not six)."""
+
+    def __init__(self, catalog: Catalog | None) -> None:
+        self.catalog = catalog
+        self.down_reason: str | None = "offline mode is on (HF_HUB_OFFLINE)" if is_offline() else None
+        if catalog is None and self.down_reason is None:
+            self.down_reason = "the Hub was not asked"
+
+    def live(self, repo_id: str) -> CatalogRepo | str | None:
+        """The repo as the Hub (or a fresh cache) has it; an error text when the Hub refuses it (gone,
+        gated); None when the Hub cannot be asked and nothing is cached."""
+        if self.catalog is None:
+            return None
+        if self.down_reason is not None:
+            return self.catalog.cached_repo(repo_id)
+        try:
+            return self.catalog.repo(repo_id)
+        except HubUnreachableError as exc:
+            self.down_reason = str(exc)
+            return self.catalog.cached_repo(repo_id)
+        except HubError as exc:
+            return str(exc)
+
+
+def _from_pick(
+    case: UseCase, repo: CuratedRepo, chosen: Pick, *, checked: bool, prefix: str, gated: bool
+) -> Recommendation:
+    return Recommendation(
+        use_case=case.id,
+        title=case.title,
+        repo_id=repo.repo_id,
+        family=repo.family,
+        params_b=repo.params_b,
+        quant=chosen.quant,
+        size_bytes=chosen.option.size_bytes,
+        placement=str(chosen.plan.placement),
+        headroom_pct=chosen.plan.headroom_pct,
+        reason=f"{prefix}{chosen.reason}",
+        checked_on_hub=checked,
+        license=repo.license,
+        commercial_use=commercial_use_of(repo.license),
+        gated=gated,
+        note=repo.note,
+    )
+
+
+def _choose(
+    case: UseCase,
+    machine: Machine,
+    hub: _HubState,
+    *,
+    min_headroom_pct: float | None = None,
+    allow_gated: bool = True,
+) -> Recommendation:
+    found = _walk(case, machine, hub, min_headroom_pct=min_headroom_pct, allow_gated=allow_gated,
+                  floor=QUALITY_FLOOR)  # fmt: skip
+    if isinstance(found, Recommendation):
+        return found
+    again = _walk(case, machine, hub, min_headroom_pct=min_headroom_pct, allow_gated=allow_gated, floor=None)
+    if isinstance(again, Recommendation):
+        return again
+    return _nothing_fits(case, machine, found + again)
+
+
+def _walk(
+    case: UseCase,
+    machine: Machine,
+    hub: _HubState,
+    *,
+    min_headroom_pct: float | None,
+    allow_gated: bool,
+    floor: str | None,
+) -> Recommendation | list[str]:
+    """The first candidate (best first) that fits at ``floor`` quality or better; else why each failed."""
+    skipped: list[str] = []
+    for rank, repo in enumerate(case.repos):
+        if repo.gated and not allow_gated:
+            continue
+        estimate = pick(estimated_options(repo), estimated_meta(repo), machine)
+        if not _acceptable(estimate, min_headroom_pct, floor=floor):
+            continue
+        prefix = (
+            f"the best {case.title.lower()} pick that fits; "
+            if rank == 0
+            else f"largest {case.title.lower()} pick that fits with the margin; "
+        )
+        live = hub.live(repo.repo_id)
+        if isinstance(live, str):
+            skipped.append(f"{repo.repo_id}: {live}")
+            continue
+        if live is None or live.pick is None or not live.variants:
+            if live is not None and live.error and hub.down_reason is None:
+                skipped.append(f"{repo.repo_id}: {live.error}")
+                continue  # the Hub answered but cannot serve it (gated, no GGUF, unreadable header)
+            return _from_pick(case, repo, estimate, checked=False, prefix=prefix + "estimated: ",
+                              gated=repo.gated)  # fmt: skip
+        if not _acceptable(live.pick, min_headroom_pct, floor=floor):
+            skipped.append(f"{repo.repo_id}: {live.pick.reason}")
+            continue
+        checked = hub.catalog is not None and hub.catalog.is_fresh(live) and hub.down_reason is None
+        return _from_pick(case, repo, live.pick, checked=checked, prefix=prefix, gated=live.hub.gated)
+    return skipped
+
+
+def _nothing_fits(case: UseCase, machine: Machine, skipped: list[str]) -> Recommendation:
+    smallest = min(case.repos, key=lambda r: r.params_b)
+    reason = f"nothing curated for {case.title.lower()} fits this machine with the margin"
+    if skipped:
+        reason += f" ({len(skipped)} checked on the Hub did not qualify)"
+    estimate = pick(estimated_options(smallest), estimated_meta(smallest), machine)
+    return Recommendation(
+        use_case=case.id,
+        title=case.title,
+        repo_id=None,
+        family=None,
+        params_b=None,
+        quant=None,
+        size_bytes=None,
+        placement="none",
+        headroom_pct=None,
+        reason=f"{reason}; the smallest, {smallest.repo_id}: {estimate.reason}",
+        checked_on_hub=False,
+        license=None,
+        commercial_use="unknown",
+        gated=False,
+    )
+
+
+def _acceptable(chosen: Pick, min_headroom_pct: float | None, *, floor: str | None = QUALITY_FLOOR) -> bool:
+    if not chosen.fits:
+        return False
+    if floor is not None and quality_rank(chosen.quant) > quality_rank(floor):
+        return False
+    return min_headroom_pct is None or chosen.plan.headroom_pct >= min_headroom_pct
+
+
+def recommend(
+    machine: Machine,
+    *,
+    catalog: Catalog | None = None,
+    use_case: str | None = None,
+    data: Recommendations | None = None,
+) -> RecommendationSet:
+    """The best model per use case (or just ``use_case``) for ``machine``, plus the first-run pick.
+
+    With ``catalog`` the choices are checked on the Hub; without one (or offline) they are estimates.
+    """
+    recs = data if data is not None else load_recommendations()
+    cases = (recs.use_case(use_case),) if use_case else recs.use_cases
+    hub = _HubState(catalog)
+    items = tuple(_choose(case, machine, hub) for case in cases)
+    first_case = recs.use_case(recs.first_run_use_case)
+    first_run: Recommendation | None = _choose(
+        first_case, machine, hub, min_headroom_pct=recs.first_run_min_headroom_pct, allow_gated=False
+    )
+    if first_run is not None and first_run.repo_id is None:
+        first_run = next((i for i in items if i.use_case == first_case.id and i.repo_id), None)
+    offline = hub.down_reason is not None and catalog is not None
+    notice = None
+    if hub.down_reason is not None:
+        notice = f"not checked against the Hub ({hub.down_reason}): sizes and fit are estimates"
+    return RecommendationSet(
+        items=items,
+        first_run=first_run,
+        offline=offline,
+        notice=notice,
+        data_version=recs.version,
+        data_updated=recs.updated,
+    )
