@@ -15,6 +15,8 @@ from kaihe_desktop.core.errors import KaiheError
 COMMAND_MODULES: tuple[str, ...] = (
     "hardware_cmd",
     "fit_cmd",
+    "pull_cmd",
+    "models_cmd",
     "catalog_cmd",
 )
 

@@ -272,7 +272,7 @@ def _derive_gguf_info(files: Mapping[str, RepoFileEntry]) -> dict[str, Any] | No
             else:
                 values, total = _read_gguf_kv(entry.data or b"")
             break
-        except (ValueError, struct.error, KeyError, OSError):
+        except (ValueError, struct.error, KeyError, OSError, OverflowError):
             continue  # corrupt/truncated fixtures: try the next one, or show no gguf block
     else:
         return None

@@ -1,0 +1,141 @@
+"""`kaihe models [--json]` lists the library; `kaihe rm MODEL` deletes one and says how much space it freed.
+
+`kaihe models` also offers GGUF files already in the Hugging Face cache (`--add-cached` lists them in
+place, without copying), imports a local file (`--import FILE [--copy]`) and the starter model
+(`--add-starter`), and shows downloads that were interrupted and can be resumed.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from kaihe_desktop.cli.common import add_json_arg, emit_json, human_bytes, render_table
+from kaihe_desktop.core.download_queue import DownloadQueue
+from kaihe_desktop.core.errors import ModelNotFoundError
+from kaihe_desktop.core.library import Library
+
+
+def register(subparsers: Any) -> None:
+    models: argparse.ArgumentParser = subparsers.add_parser(
+        "models",
+        help="list the models in the library (and add local or cached ones)",
+        description="List installed models. Options add a local GGUF, the starter model, or GGUF files "
+        "already in the Hugging Face cache (referenced in place, not copied).",
+    )
+    models.add_argument("--import", dest="import_path", type=Path, metavar="FILE", help="add a local .gguf")
+    models.add_argument("--copy", action="store_true", help="with --import: copy the file into the library")
+    models.add_argument("--name", help="with --import: the name to list it under")
+    models.add_argument("--add-starter", action="store_true", help="add the bundled starter model")
+    models.add_argument(
+        "--add-cached", action="store_true", help="add every GGUF found in the Hugging Face cache"
+    )
+    add_json_arg(models)
+    models.set_defaults(handler=run_models)
+
+    rm: argparse.ArgumentParser = subparsers.add_parser(
+        "rm",
+        help="remove a model from the library (or discard an interrupted download)",
+        description="Delete a model's files (only those the library owns: imported files and the Hugging "
+        "Face cache are left alone) and report the space freed. MODEL is a name from `kaihe models`, "
+        "REPO:QUANT, or a path.",
+    )
+    rm.add_argument("model", metavar="MODEL")
+    add_json_arg(rm)
+    rm.set_defaults(handler=run_rm)
+
+
+def run_models(args: argparse.Namespace) -> int:
+    library = Library()
+    added = []
+    if args.import_path is not None:
+        added.append(library.import_file(args.import_path, name=args.name, copy=args.copy))
+    if args.add_starter:
+        added.append(library.import_starter())
+    if args.add_cached:
+        added += [library.add_from_hf_cache(c) for c in library.discover_hf_cache()]
+    entries = library.entries()
+    offers = library.discover_hf_cache()
+    paused = [i for i in DownloadQueue().pending()]
+    if args.json:
+        emit_json([e.public_dict() for e in entries])
+        return 0
+    for entry in added:
+        print(f"added {entry.name} ({human_bytes(entry.size_bytes)}): {entry.path}")
+    if entries:
+        rows = [
+            [
+                e.name,
+                e.repo_id or "-",
+                e.quant or "-",
+                human_bytes(e.size_bytes),
+                e.source,
+                (e.last_used or "never")[:16],
+                str(e.path) if e.present else f"MISSING {e.path}",
+            ]
+            for e in entries
+        ]
+        print(render_table(["NAME", "REPO", "QUANT", "SIZE", "SOURCE", "LAST USED", "PATH"], rows))
+    else:
+        print("the library is empty: `kaihe pull REPO[:QUANT]`, or `kaihe models --add-starter`")
+    if offers:
+        print("\nin the Hugging Face cache (add with `kaihe models --add-cached`, nothing is copied):")
+        for offer in offers:
+            print(f"  {offer.repo_id}  {offer.repo_path}  {human_bytes(offer.size_bytes)}")
+    if paused:
+        print("\ninterrupted downloads (`kaihe pull REPO:QUANT` resumes, `kaihe rm REPO:QUANT` discards):")
+        for item in paused:
+            print(f"  {item.key}  {item.state}  {human_bytes(item.total_bytes)}")
+    return 0
+
+
+def run_rm(args: argparse.Namespace) -> int:
+    library = Library()
+    try:
+        plan = library.plan_delete(args.model)
+    except ModelNotFoundError:
+        discarded = _discard_download(args.model)
+        if discarded is None:
+            raise
+        key, freed = discarded
+        if args.json:
+            emit_json({"name": key, "freed_bytes": freed, "deleted_files": [], "kept_files": []})
+        else:
+            print(f"discarded the interrupted download of {key}: freed {human_bytes(freed)}")
+        return 0
+    result = library.execute(plan)
+    if args.json:
+        emit_json(
+            {
+                "name": result.name,
+                "freed_bytes": result.freed_bytes,
+                "deleted_files": [str(p) for p in result.deleted_files],
+                "kept_files": [str(p) for p in result.kept_files],
+            }
+        )
+        return 0
+    print(f"removed {result.name}: freed {human_bytes(result.freed_bytes)}")
+    for kept in result.kept_files:
+        print(f"  kept {kept} (not owned by the library)")
+    return 0
+
+
+def _discard_download(key: str) -> tuple[str, int] | None:
+    """An interrupted download named REPO:QUANT: delete its partial files and forget it."""
+    from kaihe_desktop.core.download_queue import resolve_variant
+    from kaihe_desktop.core.downloads import Downloader
+
+    queue = DownloadQueue()
+    item = queue.get(key)
+    if item is None or item.state == "done":
+        return None
+    freed = 0
+    downloader = Downloader()
+    try:
+        variant = resolve_variant(item.repo_id, item.quant)
+        freed = downloader.discard_partials(item.repo_id, variant, revision=item.revision)
+    except ModelNotFoundError:
+        pass  # the repo is gone: nothing on the Hub to match the partial files against
+    queue.remove(item.key)
+    return item.key, freed
