@@ -1,0 +1,555 @@
+"""How much memory llama.cpp will take for a model, per device, before anything is loaded.
+
+Every number mirrors what llama.cpp (the build in llama-cpp-python 0.3.36) allocates and prints with
+verbose=True, and is checked against real loads in tests/core/test_fit.py and benchmarks/fit_accuracy.py:
+
+- weights ("<dev> model buffer size"): repeating layers live where `n_gpu_layers` puts them, the input
+  embeddings always stay in RAM, and the output layer is the *first* thing offloaded (llama.cpp assigns
+  layer n_layer, the output, to the GPU as soon as n_gpu_layers >= 1; n_gpu_layers = n_layer + 1 offloads
+  everything). On the CPU the file is mmap'd: the mapped buffer spans from the first to the last tensor kept
+  in it (llama.cpp unmaps the rest), and weights of some types get a second, repacked copy (CPU_REPACK).
+- KV cache ("KV buffer size"): per layer, cells x (head_count_kv x key_length) for K and the same with
+  value_length for V (GQA), in the KV type's bytes per element; MLA models keep only K; sliding-window
+  layers keep n_swa + n_ubatch cells unless the SWA cache is full-size (llama-cpp-python's default, see
+  llama_kv_cache_iswa); cells = n_ctx padded to 256, as llama_context does.
+- compute ("compute buffer size"): the graph allocator's peak for a worst-case micro-batch, modelled as the
+  largest of three phases (attention, feed-forward, logits); fitted on real loads, see _compute_phases.
+- output ("output buffer size"): the logits of one token (n_vocab f32).
+- overhead (not printed by llama.cpp): the runtime's own memory, e.g. the CUDA context on each GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Final
+
+from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+from kaihe_desktop.core.machine import GpuInfo, GpuVendor, Machine
+from kaihe_desktop.core.model_meta import ModelMeta, TensorInfo
+
+MIB: Final = 2**20
+KV_PAD: Final = 256  # llama_context pads n_ctx (and the SWA cache) to a multiple of 256 cells
+GGUF_ALIGNMENT: Final = 32  # tensor data alignment in GGUF files (general.alignment default)
+KV_TYPES: Final = ("f16", "bf16", "f32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
+
+# Runtime memory llama.cpp does not print. Host: the process's own tables and scratch (vocabulary with its
+# token-to-piece cache, graph metadata, thread pools), measured here as RSS growth minus printed buffers:
+# a base plus a per-token cost of the vocabulary (llama.cpp's token tables, ~165 B/token, and the binding's
+# per-token logits rows and sampling candidates, ~48 B/token, both measured with the starter's 262k vocab
+# against 4k-32k tiny vocabularies). GPU: the driver context and the BLAS workspace, which
+# llama.cpp users commonly see as 300-500 MiB per CUDA/ROCm device (nvidia-smi with a model loaded minus
+# its buffers); Metal has no comparable context.
+HOST_OVERHEAD_BASE: Final = 6 * MIB + MIB // 2
+HOST_OVERHEAD_PER_VOCAB_TOKEN: Final = 213
+GPU_CONTEXT_OVERHEAD: Final[dict[GpuVendor, int]] = {
+    GpuVendor.NVIDIA: 400 * MIB,
+    GpuVendor.AMD: 400 * MIB,
+    GpuVendor.INTEL: 256 * MIB,
+    GpuVendor.APPLE: 32 * MIB,
+    GpuVendor.OTHER: 256 * MIB,
+}
+# The CUDA/ROCm runtime itself, mapped into the process (host RAM), once per process with any such GPU.
+GPU_RUNTIME_HOST_OVERHEAD: Final = 256 * MIB
+
+# Weight types ggml-cpu repacks into an interleaved copy (CPU_REPACK buffer), from
+# ggml/src/ggml-cpu/repack.cpp ggml_repack_get_optimal_repack_type: on x86 with AVX2 Q4_0, Q4_K, IQ4_NL and
+# MXFP4 (plus Q2_K with AVX-512); on ARM with the dot-product extension also Q5_K, Q6_K and Q8_0.
+_REPACK_X86_AVX2: Final = frozenset({"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"})
+_REPACK_X86_AVX512: Final = _REPACK_X86_AVX2 | {"Q2_K"}
+_REPACK_ARM_DOTPROD: Final = frozenset({"Q4_0", "Q4_K", "Q5_K", "Q6_K", "IQ4_NL", "MXFP4", "Q8_0"})
+
+
+@dataclass(frozen=True)
+class Breakdown:
+    """Bytes on one device. `weights` includes `repack`, the repacked copies of CPU weights."""
+
+    weights: int = 0
+    kv_cache: int = 0
+    compute: int = 0
+    output: int = 0
+    overhead: int = 0
+    repack: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.weights + self.kv_cache + self.compute + self.output + self.overhead
+
+    @property
+    def buffers(self) -> int:
+        """What llama.cpp itself reports for this device (everything but the runtime overhead)."""
+        return self.total - self.overhead
+
+    def to_dict(self) -> dict[str, int]:
+        return {
+            "weights": self.weights,
+            "kv_cache": self.kv_cache,
+            "compute": self.compute,
+            "output": self.output,
+            "overhead": self.overhead,
+            "repack": self.repack,
+        }
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    """Memory of one configuration: system RAM and each GPU's memory (unified GPUs count in `vram`)."""
+
+    ram: Breakdown
+    vram: tuple[Breakdown, ...]
+    n_ctx: int  # as llama.cpp will use it (padded to 256)
+    gpu_layers: int  # llama.cpp's n_gpu_layers, clamped to what this machine can offload
+    kv_type: str
+    flash_attn: bool
+    n_batch: int
+    n_ubatch: int
+    kv_bytes_per_layer: tuple[int, ...]
+    swa_full: bool = True
+    ram_resident: int = 0  # expected RSS growth of the process in use (see resident_bytes)
+    kv_cells_per_layer: tuple[int, ...] = field(default=(), repr=False)
+
+    @property
+    def ram_bytes(self) -> int:
+        return self.ram.total
+
+    @property
+    def vram_bytes(self) -> int:
+        return sum(b.total for b in self.vram)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.ram_bytes + self.vram_bytes
+
+    @property
+    def buffers_bytes(self) -> int:
+        """The part llama.cpp prints (model, repack, KV, compute, output buffers on every device)."""
+        return self.ram.buffers + sum(b.buffers for b in self.vram)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Expected growth of the process's RSS once loaded and after a prompt of one full micro-batch.
+
+        The mmap'd weights are all resident (llama.cpp maps with MAP_POPULATE), and so are the repacked copies
+        and the KV cache (cleared at load). Of the compute buffer only what a real prompt writes becomes
+        resident: its attention and feed-forward scratch, and one token's logits instead of n_ubatch rows.
+        """
+        return self.ram_resident
+
+    def breakdown_total(self) -> Breakdown:
+        """RAM and every GPU summed: the `breakdown` the CLI shows."""
+        parts = (self.ram, *self.vram)
+        return Breakdown(
+            weights=sum(p.weights for p in parts),
+            kv_cache=sum(p.kv_cache for p in parts),
+            compute=sum(p.compute for p in parts),
+            output=sum(p.output for p in parts),
+            overhead=sum(p.overhead for p in parts),
+            repack=sum(p.repack for p in parts),
+        )
+
+
+# --- helpers ----------------------------------------------------------------------------------------------
+
+
+def pad(value: int, multiple: int) -> int:
+    return (value + multiple - 1) // multiple * multiple
+
+
+def row_bytes(ggml_type: str, n_elements: int) -> int:
+    """Bytes of n_elements of a ggml type (whole blocks), like ggml_row_size."""
+    block, size = GGML_QUANT_SIZES[GGMLQuantizationType[ggml_type.upper()]]
+    return (n_elements + block - 1) // block * size
+
+
+def offload_devices(machine: Machine) -> tuple[GpuInfo, ...]:
+    """The GPUs llama.cpp can put layers on: none unless this llama.cpp build can offload at all."""
+    return machine.gpus if machine.gpu_offload_supported else ()
+
+
+def repack_types(machine: Machine) -> frozenset[str]:
+    """Weight types the CPU backend keeps a second, repacked copy of on this CPU."""
+    features = set(machine.cpu.features)
+    if machine.cpu.arch == "x86_64" and "avx2" in features:
+        return _REPACK_X86_AVX512 if "avx512f" in features else _REPACK_X86_AVX2
+    if machine.cpu.arch == "arm64" and features & {"dotprod", "i8mm", "apple"}:
+        return _REPACK_ARM_DOTPROD
+    return frozenset()
+
+
+def _is_matmul_weight(tensor: TensorInfo) -> bool:
+    """Weights used by a matrix multiplication (embeddings are looked up by row, norms are added)."""
+    name = tensor.name
+    return name.endswith(".weight") and "token_embd" not in name and "norm" not in name
+
+
+def n_layers_total(meta: ModelMeta) -> int:
+    """Layers as llama.cpp counts them for n_gpu_layers: the repeating blocks plus the output layer."""
+    return meta.block_count + 1
+
+
+def gpu_layer_set(meta: ModelMeta, gpu_layers: int) -> tuple[frozenset[int], bool]:
+    """(block indexes on the GPU, output layer on the GPU) for llama.cpp's n_gpu_layers = gpu_layers."""
+    n_layer = meta.block_count
+    n = max(0, min(gpu_layers, n_layer + 1))
+    start = n_layer + 1 - n
+    return frozenset(range(start, n_layer)), n >= 1
+
+
+def _split_layers(layers: frozenset[int], gpus: tuple[GpuInfo, ...]) -> dict[int, int]:
+    """Which GPU each offloaded layer goes to: contiguous runs in proportion to free memory (llama.cpp)."""
+    ordered = sorted(layers)
+    if not gpus or not ordered:
+        return {}
+    weights = [max(g.memory_free_bytes, 1) for g in gpus]
+    total = sum(weights)
+    bounds, acc = [], 0
+    for w in weights:
+        acc += w
+        bounds.append(acc / total)
+    result = {}
+    for i, layer in enumerate(ordered):
+        frac = i / len(ordered)
+        result[layer] = next(j for j, b in enumerate(bounds) if frac < b or j == len(bounds) - 1)
+    return result
+
+
+# --- KV cache --------------------------------------------------------------------------------------------
+
+
+def kv_cells_per_layer(
+    meta: ModelMeta, *, n_ctx: int, n_ubatch: int = 512, swa_full: bool = True
+) -> tuple[int, ...]:
+    """Cells of each layer's KV cache: n_ctx padded to 256; SWA layers n_swa + n_ubatch unless full-size."""
+    n_ctx_pad = pad(max(n_ctx, 1), KV_PAD)
+    pattern = meta.sliding_window_pattern or (False,) * meta.block_count
+    window = meta.sliding_window or 0
+    swa_cells = n_ctx_pad if swa_full or not window else pad(min(n_ctx_pad, window + n_ubatch), KV_PAD)
+    return tuple(
+        swa_cells if (i < len(pattern) and pattern[i] and window) else n_ctx_pad
+        for i in range(meta.block_count)
+    )
+
+
+def kv_bytes_per_cell(meta: ModelMeta, *, kv_type: str = "f16", flash_attn: bool = False) -> tuple[int, ...]:
+    """K plus V bytes one cell takes in each layer (GQA: head_count_kv heads of key/value_length each).
+
+    Without flash attention llama.cpp stores V transposed and pads every layer's V to the widest layer.
+    MLA models (deepseek2 and kin) cache only the compressed K row; V is a view of it.
+    """
+    ggml_type = kv_type.upper()
+    heads_kv = meta.head_count_kv or (0,) * meta.block_count
+    is_mla = bool(meta.key_length_mla and meta.value_length_mla)
+    k_dims = [h * meta.key_length for h in heads_kv]
+    v_dims = [0 if is_mla else h * meta.value_length for h in heads_kv]
+    if not flash_attn and v_dims and len(set(v_dims)) > 1:
+        v_dims = [max(v_dims)] * len(v_dims)
+    return tuple(
+        row_bytes(ggml_type, k) + (row_bytes(ggml_type, v) if v else 0)
+        for k, v in zip(k_dims, v_dims, strict=True)
+    )
+
+
+def kv_cache_bytes(
+    meta: ModelMeta,
+    *,
+    n_ctx: int,
+    kv_type: str = "f16",
+    flash_attn: bool = False,
+    n_ubatch: int = 512,
+    swa_full: bool = True,
+) -> tuple[int, ...]:
+    """KV cache bytes of each layer at this context."""
+    cells = kv_cells_per_layer(meta, n_ctx=n_ctx, n_ubatch=n_ubatch, swa_full=swa_full)
+    per_cell = kv_bytes_per_cell(meta, kv_type=kv_type, flash_attn=flash_attn)
+    return tuple(c * b for c, b in zip(cells, per_cell, strict=True))
+
+
+# --- compute buffers -------------------------------------------------------------------------------------
+
+
+def _max_int(value: int | tuple[int, ...]) -> int:
+    return max(value) if isinstance(value, tuple) else int(value)
+
+
+@dataclass(frozen=True)
+class _Phases:
+    attention: int
+    feed_forward: int
+    logits: int
+
+    @property
+    def peak(self) -> int:
+        return max(self.attention, self.feed_forward, self.logits)
+
+
+def _compute_phases(
+    meta: ModelMeta, *, n_kv: int, n_tokens: int, n_outputs: int, flash_attn: bool, logits: bool = True
+) -> _Phases:
+    """Peak bytes of ggml's graph allocator in the three phases of a forward pass (all f32 activations).
+
+    Fitted on llama.cpp's reported compute buffers of real loads (tiny llama/qwen3/MoE models over n_ctx
+    512..32768, n_ubatch 256/512, 16 and 8 heads, n_embd 256..1024, n_ff 512..4096, vocab 4k..262k,
+    flash attention on and off); the terms are the tensors alive at each peak:
+    - attention without flash attention: the KQ scores, n_kv x n_tokens per head, plus the f32 KQ mask
+      (one more "head"); with flash attention only the f16 mask; plus the token activations
+      (residual, norm, Q, K, V and positions);
+    - feed-forward: gate, up and their product (n_ff wide; for MoE n_ff_exp x experts used), plus the mask,
+      which lives through every layer;
+    - logits: n_vocab x n_outputs, plus two rows of activations.
+    """
+    n_embd = meta.embedding_length
+    n_head = _max_int(meta.head_count)
+    q_dim = n_head * meta.key_length
+    kv_dim = max(meta.head_count_kv or (0,)) * max(meta.key_length, meta.value_length)
+    activations = n_tokens * 4 * (4 * n_embd + q_dim + 2 * kv_dim + 5)
+    # models mixing sliding-window and global layers (iSWA) keep two masks, one per cache
+    n_masks = 2 if meta.sliding_window_pattern and len(set(meta.sliding_window_pattern)) > 1 else 1
+    if flash_attn:
+        mask = n_masks * n_kv * n_tokens * 2
+        attention = mask + activations
+    else:
+        mask = n_masks * n_kv * n_tokens * 4
+        attention = n_kv * n_tokens * n_head * 4 + mask + activations
+    if meta.is_moe:
+        ff_exp = _expert_ff_length(meta)
+        ffn_width = 3 * ff_exp * max(meta.expert_used_count, 1) + 2 * meta.expert_count
+    else:
+        ffn_width = 3 * _max_int(meta.feed_forward_length)
+    feed_forward = mask + n_tokens * 4 * (ffn_width + 3 * n_embd)
+    logits_bytes = (meta.vocab_size * n_outputs * 4 + 2 * n_embd * n_tokens * 4) if logits else 0
+    return _Phases(attention=attention, feed_forward=feed_forward, logits=logits_bytes)
+
+
+def _iswa_extra_scores(meta: ModelMeta, *, n_kv: int, n_tokens: int, flash_attn: bool) -> int:
+    """Pages a real prompt touches beyond the reserved peak in iSWA models (gemma3): one more KQ-sized block.
+
+    Measured, not derived: RSS after a full micro-batch on gemma3 (the starter and a tiny gemma3) exceeds
+    the modelled attention peak by n_kv x n_tokens x n_head f32, while the reserved size matches the model;
+    the graphs of sliding-window and global layers are laid out at different offsets.
+    """
+    pattern = meta.sliding_window_pattern
+    if flash_attn or not pattern or len(set(pattern)) < 2:
+        return 0
+    return n_kv * n_tokens * _max_int(meta.head_count) * 4
+
+
+def _expert_ff_length(meta: ModelMeta) -> int:
+    """Width of one expert's feed-forward, from the expert tensors' size (ModelMeta lacks the key)."""
+    if meta.expert_count and meta.embedding_length:
+        for tensor in meta.tensors:
+            if tensor.name.endswith("ffn_up_exps.weight"):
+                return tensor.n_elements // (meta.expert_count * meta.embedding_length)
+    return _max_int(meta.feed_forward_length)
+
+
+# --- weights ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Weights:
+    mapped: int  # CPU mapped span (file-backed, resident)
+    repack: int  # repacked CPU copies
+    per_gpu: tuple[int, ...]
+
+
+def _weights(
+    meta: ModelMeta, machine: Machine, on_gpu: dict[int, int], output_gpu: int | None, scale: float
+) -> _Weights:
+    gpus = offload_devices(machine)
+    per_gpu = [0] * len(gpus)
+    repackable = repack_types(machine)
+    repack = 0
+    cpu_spans: list[tuple[int, int]] = []
+    offset = 0
+    tied = not any(t.name == "output.weight" for t in meta.tensors)
+    for tensor in meta.tensors:
+        size = pad(tensor.n_bytes, GGUF_ALIGNMENT)
+        start, offset = offset, offset + size
+        gpu = on_gpu.get(tensor.layer) if tensor.layer is not None else None
+        if tensor.layer is None and tensor.name.startswith(("output.", "output_norm.")):
+            gpu = output_gpu
+        if gpu is not None:
+            per_gpu[gpu] += tensor.n_bytes
+            continue
+        if tensor.ggml_type.upper() in repackable and _is_matmul_weight(tensor):
+            repack += tensor.n_bytes
+            continue
+        cpu_spans.append((start, start + tensor.n_bytes))
+        if tied and tensor.name == "token_embd.weight":
+            # the output layer reuses the embeddings: a copy on the GPU, or a repacked copy on the CPU
+            if output_gpu is not None:
+                per_gpu[output_gpu] += tensor.n_bytes
+            elif tensor.ggml_type.upper() in repackable:
+                repack += tensor.n_bytes
+    mapped = cpu_spans[-1][1] - cpu_spans[0][0] if cpu_spans else 0
+    return _Weights(
+        mapped=round(mapped * scale),
+        repack=round(repack * scale),
+        per_gpu=tuple(round(b * scale) for b in per_gpu),
+    )
+
+
+def _tensors_or_summary(meta: ModelMeta) -> ModelMeta:
+    """A meta without its tensor list (e.g. built by hand) gets one synthesized from the per-layer totals."""
+    if meta.tensors:
+        return meta
+    from dataclasses import replace
+
+    ttype = "Q4_K" if (meta.file_type or "").upper().startswith("Q4_K") else "F16"
+    tensors: list[TensorInfo] = []
+    other = meta.non_layer_tensor_bytes - meta.token_embd_bytes - meta.output_bytes
+    if meta.token_embd_bytes:
+        tensors.append(TensorInfo("token_embd.weight", "Q8_0", 0, meta.token_embd_bytes, None))
+    if meta.output_bytes:
+        tensors.append(TensorInfo("output.weight", "Q6_K", 0, meta.output_bytes, None))
+    if other > 0:
+        tensors.append(TensorInfo("output_norm.weight", "F32", 0, other, None))
+    for i, size in enumerate(meta.layer_tensor_bytes):
+        tensors.append(TensorInfo(f"blk.{i}.ffn_up.weight", ttype, 0, size, i))
+    return replace(meta, tensors=tuple(tensors))
+
+
+# --- the estimator ---------------------------------------------------------------------------------------
+
+
+def estimate(
+    meta: ModelMeta,
+    machine: Machine,
+    *,
+    n_ctx: int,
+    gpu_layers: int = 0,
+    kv_type: str = "f16",
+    flash_attn: bool = False,
+    n_batch: int = 512,
+    n_ubatch: int = 512,
+    swa_full: bool = True,
+    weights_scale: float = 1.0,
+) -> MemoryEstimate:
+    """Bytes llama.cpp will allocate in RAM and on each GPU for this model and these settings.
+
+    gpu_layers is llama.cpp's n_gpu_layers (the output layer counts as one: block_count + 1 offloads all;
+    a negative value means all). weights_scale multiplies every weight size (another quant of the model).
+    """
+    if kv_type.lower() not in KV_TYPES:
+        raise ValueError(f"unknown KV cache type {kv_type!r}; known: {', '.join(KV_TYPES)}")
+    if n_ctx <= 0 or n_batch <= 0 or n_ubatch <= 0:
+        raise ValueError("n_ctx, n_batch and n_ubatch must be positive")
+    kv_type = kv_type.lower()
+    meta = _tensors_or_summary(meta)
+    gpus = offload_devices(machine)
+    total_layers = n_layers_total(meta)
+    if not gpus:
+        gpu_layers = 0
+    elif gpu_layers < 0 or gpu_layers > total_layers:
+        gpu_layers = total_layers
+    layers_on_gpu, output_on_gpu = gpu_layer_set(meta, gpu_layers)
+    # the output layer joins the GPU of the last block (or the last GPU when no block is offloaded)
+    on_gpu = _split_layers(layers_on_gpu, gpus)
+    output_gpu = (on_gpu[max(layers_on_gpu)] if layers_on_gpu else len(gpus) - 1) if output_on_gpu else None
+
+    n_ctx_pad = pad(n_ctx, KV_PAD)
+    n_ubatch = min(n_ubatch, n_batch)
+    n_tokens = min(n_ctx_pad, n_ubatch)
+    n_outputs = min(n_tokens, n_batch)
+
+    weights = _weights(meta, machine, on_gpu, output_gpu, weights_scale)
+    cells = kv_cells_per_layer(meta, n_ctx=n_ctx_pad, n_ubatch=n_ubatch, swa_full=swa_full)
+    kv_layers = kv_cache_bytes(
+        meta, n_ctx=n_ctx_pad, kv_type=kv_type, flash_attn=flash_attn, n_ubatch=n_ubatch, swa_full=swa_full
+    )
+    kv_gpu = [0] * len(gpus)
+    kv_cpu = 0
+    for layer, size in enumerate(kv_layers):
+        if layer in on_gpu:
+            kv_gpu[on_gpu[layer]] += size
+        else:
+            kv_cpu += size
+    n_kv = max(cells) if cells else n_ctx_pad
+    output_buffer = meta.vocab_size * 4
+
+    any_cpu_layer = len(layers_on_gpu) < meta.block_count
+    reserved = _compute_phases(meta, n_kv=n_kv, n_tokens=n_tokens, n_outputs=n_outputs, flash_attn=flash_attn)
+    # a prompt of one micro-batch in a fresh context: llama.cpp's graph spans only the used cells (padded to
+    # 256, get_n_kv), so far less than the reserved worst case becomes resident
+    n_kv_used = min(n_kv, pad(n_tokens + 1, KV_PAD))
+    touched = _compute_phases(meta, n_kv=n_kv_used, n_tokens=n_tokens, n_outputs=1, flash_attn=flash_attn)
+    touched_peak = touched.peak + _iswa_extra_scores(
+        meta, n_kv=n_kv_used, n_tokens=n_tokens, flash_attn=flash_attn
+    )
+    gpu_compute = [0] * len(gpus)
+    if output_on_gpu or layers_on_gpu:
+        # every GPU holding layers gets a worst-case graph; the output GPU also the logits
+        gpu_reserved = _compute_phases(
+            meta, n_kv=n_kv, n_tokens=n_tokens, n_outputs=n_outputs, flash_attn=flash_attn, logits=False
+        )
+        for g in set(on_gpu.values()) | ({output_gpu} if output_gpu is not None else set()):
+            gpu_compute[g] = gpu_reserved.peak if g != output_gpu else max(gpu_reserved.peak, reserved.logits)
+        # the host keeps a staging buffer for the inputs (embeddings, mask) and computes its own layers
+        host_inputs = n_tokens * 4 * (meta.embedding_length + n_kv)
+        cpu_phases = _compute_phases(
+            meta,
+            n_kv=n_kv,
+            n_tokens=n_tokens,
+            n_outputs=n_outputs,
+            flash_attn=flash_attn,
+            logits=not output_on_gpu,
+        )
+        cpu_compute = max(cpu_phases.peak, host_inputs) if any_cpu_layer or not output_on_gpu else host_inputs
+        cpu_touched = cpu_compute
+    else:
+        cpu_compute = reserved.peak
+        cpu_touched = touched_peak
+
+    host_overhead = HOST_OVERHEAD_BASE + HOST_OVERHEAD_PER_VOCAB_TOKEN * meta.vocab_size
+    if any(g.vendor in (GpuVendor.NVIDIA, GpuVendor.AMD) for g in gpus) and gpu_layers > 0:
+        host_overhead += GPU_RUNTIME_HOST_OVERHEAD
+    ram = Breakdown(
+        weights=weights.mapped + weights.repack,
+        kv_cache=kv_cpu,
+        compute=cpu_compute,
+        output=output_buffer,
+        overhead=host_overhead,
+        repack=weights.repack,
+    )
+    vram = tuple(
+        Breakdown(
+            weights=weights.per_gpu[i],
+            kv_cache=kv_gpu[i],
+            compute=gpu_compute[i],
+            overhead=GPU_CONTEXT_OVERHEAD.get(gpu.vendor, 256 * MIB)
+            if (weights.per_gpu[i] or gpu_compute[i])
+            else 0,
+        )
+        for i, gpu in enumerate(gpus)
+    )
+    resident = ram.total - ram.compute + cpu_touched
+    return MemoryEstimate(
+        ram=ram,
+        vram=vram,
+        n_ctx=n_ctx_pad,
+        gpu_layers=gpu_layers,
+        kv_type=kv_type,
+        flash_attn=flash_attn,
+        n_batch=n_batch,
+        n_ubatch=n_ubatch,
+        kv_bytes_per_layer=kv_layers,
+        swa_full=swa_full,
+        ram_resident=resident,
+        kv_cells_per_layer=cells,
+    )
+
+
+__all__ = [
+    "Breakdown",
+    "MemoryEstimate",
+    "KV_TYPES",
+    "estimate",
+    "kv_bytes_per_cell",
+    "kv_cache_bytes",
+    "kv_cells_per_layer",
+    "n_layers_total",
+    "gpu_layer_set",
+    "offload_devices",
+    "repack_types",
+    "row_bytes",
+]

@@ -1,0 +1,179 @@
+"""Load a GGUF with the real llama.cpp in a fresh process and report what it allocated and what it cost.
+
+The fit estimator's ground truth, shared by tests/core/test_fit.py and benchmarks/fit_accuracy.py.
+
+Each load runs in its own Python process (so nothing from an earlier load is resident), with llama.cpp's log
+(stderr, verbose=True) captured and parsed for every buffer it prints:
+"<dev> model buffer size" (CPU_Mapped, CPU_REPACK, AMX, CUDA0, ...), "<dev> KV buffer size", "<dev> compute
+buffer size", "<dev> output buffer size" (and "RS buffer size" for recurrent models).
+
+RSS is read with psutil at three points: after `import llama_cpp` (the baseline: the shared libraries are
+mapped by then), after the model and context are created, and after one decode of a full micro-batch
+(`n_ubatch` prompt tokens) plus a few generated tokens. What RSS growth should be, and why:
+- llama.cpp maps the file with MAP_POPULATE (prefetch), so every page of the tensor data is resident right
+  after the load (file-backed pages count in RSS once mapped into the process), minus the header, which it
+  unmaps;
+- the repacked copies (CPU_REPACK/AMX) and the KV cache are anonymous memory written at load (the KV cache
+  is cleared with memset), so they are resident at once;
+- the compute buffer is reserved for the worst case (a full micro-batch with every token's logits) but
+  pages become resident only when a graph writes them: a real prompt of n_ubatch tokens with one output
+  touches the attention and feed-forward scratch but only one row of logits;
+- the output buffer (logits of one token) is written by every decode.
+So the estimator's `resident_bytes` is compared with RSS after that full-micro-batch decode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MIB = 1024 * 1024
+
+_BUFFER_RE = re.compile(
+    r"(?P<dev>[A-Za-z0-9_]+)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size"
+    r"\s*=\s*(?P<mib>[0-9.]+)\s*MiB"
+)
+
+_CHILD = r"""
+import json, os, sys, time
+import psutil
+import llama_cpp
+from llama_cpp import Llama
+
+args = json.loads(sys.argv[1])
+proc = psutil.Process()
+rss_base = proc.memory_info().rss
+kwargs = dict(
+    model_path=args["path"], n_ctx=args["n_ctx"], n_batch=args["n_batch"], n_ubatch=args["n_ubatch"],
+    n_threads=args["n_threads"], flash_attn=args["flash_attn"], verbose=True, n_gpu_layers=0,
+)
+if args["kv_type"] != "f16":
+    code = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
+    kwargs["type_k"] = kwargs["type_v"] = code[args["kv_type"]]
+started = time.perf_counter()
+llm = Llama(**kwargs)
+load_s = time.perf_counter() - started
+rss_load = proc.memory_info().rss
+sys.stderr.flush()
+n_vocab = llm.n_vocab()
+prompt = [(7 + 13 * i) % max(n_vocab - 16, 1) + 8 for i in range(min(args["n_ubatch"], args["n_ctx"] - 64))]
+llm.reset()
+llm.eval(prompt)
+gen = []
+for _ in range(args["n_gen"]):
+    token = llm.sample(temp=0.0)
+    gen.append(token)
+    t0 = time.perf_counter()
+    llm.eval([token])
+    gen[-1] = time.perf_counter() - t0
+rss_decode = proc.memory_info().rss
+times = sorted(gen[2:]) if len(gen) > 4 else sorted(gen)
+tps = 1.0 / times[len(times) // 2] if times else 0.0
+print("KAIHE_PROBE " + json.dumps({
+    "rss_base": rss_base, "rss_load": rss_load, "rss_decode": rss_decode, "load_s": load_s,
+    "tokens_per_s": tps, "n_prompt": len(prompt), "n_gen": len(gen),
+}), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What one real load allocated (from llama.cpp's log) and what it cost (RSS)."""
+
+    n_ctx: int
+    buffers: dict[str, int]  # "model:CPU_Mapped", "KV:CPU", "compute:CPU", "output:CPU" -> bytes (summed)
+    rss_base: int
+    rss_load: int
+    rss_decode: int
+    tokens_per_s: float
+    log: str = field(repr=False)
+
+    def kind_bytes(self, kind: str) -> int:
+        return sum(v for k, v in self.buffers.items() if k.split(":", 1)[0] == kind)
+
+    @property
+    def model_bytes(self) -> int:
+        return self.kind_bytes("model")
+
+    @property
+    def kv_bytes(self) -> int:
+        return self.kind_bytes("KV") + self.kind_bytes("RS")
+
+    @property
+    def compute_bytes(self) -> int:
+        return self.kind_bytes("compute")
+
+    @property
+    def output_bytes(self) -> int:
+        return self.kind_bytes("output")
+
+    @property
+    def reported_total(self) -> int:
+        """The sum of every buffer llama.cpp reported: model (mapped + repacked), KV, output, compute."""
+        return sum(self.buffers.values())
+
+    @property
+    def rss_growth(self) -> int:
+        return self.rss_decode - self.rss_base
+
+
+def parse_buffers(log: str) -> dict[str, int]:
+    """Every "<dev> <kind> buffer size = X MiB" line of a llama.cpp log, summed per kind and device."""
+    found: dict[str, int] = {}
+    for match in _BUFFER_RE.finditer(log):
+        key = f"{match['kind']}:{match['dev']}"
+        found[key] = found.get(key, 0) + round(float(match["mib"]) * MIB)
+    return found
+
+
+def probe_load(
+    model_path: Path,
+    *,
+    n_ctx: int,
+    n_batch: int = 512,
+    n_ubatch: int = 512,
+    kv_type: str = "f16",
+    flash_attn: bool = False,
+    n_gen: int = 4,
+    n_threads: int | None = None,
+    timeout_s: float = 300.0,
+) -> ProbeResult:
+    """Load model_path in a fresh python with llama.cpp, decode one micro-batch and n_gen tokens, report."""
+    args = {
+        "path": str(model_path),
+        "n_ctx": n_ctx,
+        "n_batch": n_batch,
+        "n_ubatch": n_ubatch,
+        "kv_type": kv_type,
+        "flash_attn": flash_attn,
+        "n_gen": n_gen,
+        "n_threads": n_threads or max(1, os.cpu_count() or 1),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
+    log = done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("KAIHE_PROBE ")]
+    if done.returncode != 0 or not lines:
+        tail = "\n".join(log.splitlines()[-15:])
+        raise RuntimeError(f"llama.cpp probe of {model_path} failed (exit {done.returncode}):\n{tail}")
+    data: dict[str, Any] = json.loads(lines[-1].removeprefix("KAIHE_PROBE "))
+    return ProbeResult(
+        n_ctx=n_ctx,
+        buffers=parse_buffers(log),
+        rss_base=int(data["rss_base"]),
+        rss_load=int(data["rss_load"]),
+        rss_decode=int(data["rss_decode"]),
+        tokens_per_s=float(data["tokens_per_s"]),
+        log=log,
+    )
