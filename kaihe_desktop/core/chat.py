@@ -123,7 +123,11 @@ class ChatSession:
         return self.chat_format.render(messages + turns, enable_thinking=thinking)
 
     def prepare(self, text: str) -> PreparedPrompt:
-        """The prompt for a new user message, dropping the oldest turns until it leaves room to reply."""
+        """The prompt a new user message would get (the session is not changed)."""
+        return self._fit(text)[0]
+
+    def _fit(self, text: str) -> tuple[PreparedPrompt, list[ChatMessage]]:
+        """Drop the oldest turns until the prompt leaves room to reply; the turns that stay."""
         loaded = self.engine.loaded
         if loaded is None:
             raise EngineError("no model is loaded")
@@ -136,8 +140,7 @@ class ChatSession:
             prompt = self._render(turns + [new])
             count = self.engine.count_tokens(prompt)
             if count + reserve <= n_ctx:
-                self._turns = turns
-                return PreparedPrompt(prompt, count, dropped)
+                return PreparedPrompt(prompt, count, dropped), turns
             if not turns:
                 raise ContextOverflowError(
                     f"the message does not fit the context: with the system prompt it is {count} tokens, "
@@ -152,7 +155,8 @@ class ChatSession:
 
     def send(self, text: str, *, on_piece: PieceCallback | None = None) -> ChatReply:
         """Send a user message and stream the reply. EngineCrashedError keeps the partial reply saved."""
-        prepared = self.prepare(text)
+        prepared, kept = self._fit(text)
+        self._turns = kept + [ChatMessage("user", text)]
         notices: list[str] = []
         if prepared.dropped_messages:
             notices.append(
