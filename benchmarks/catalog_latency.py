@@ -70,7 +70,8 @@ def main(argv: list[str] | None = None) -> int:
 
     spec = TinySpec(arch="llama", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256)
     files = {
-        quant: write_tiny_model(work / f"bench-{quant}.gguf", spec, tensor_type=quant) for quant in ("Q8_0", "Q4_0")
+        quant: write_tiny_model(work / f"bench-{quant}.gguf", spec, tensor_type=quant)
+        for quant in ("Q8_0", "Q4_0")
     }
     for n in range(args.repos):
         server.add_repo(
@@ -88,7 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         began = time.perf_counter()
         result = catalog.search("bench", limit=args.repos)
         elapsed = time.perf_counter() - began
-        judged = sum(1 for r in result.repos if r.pick is not None and all(v.placement != "unknown" for v in r.variants))
+        judged = sum(
+            1
+            for r in result.repos
+            if r.pick is not None and all(v.placement != "unknown" for v in r.variants)
+        )
         return elapsed, len(server.requests()), judged
 
     rows: list[tuple[str, int, list[float], int, int]] = []
@@ -104,14 +109,21 @@ def main(argv: list[str] | None = None) -> int:
     server.stop()
 
     print(f"catalog search + fit for {args.repos} repos, {args.latency * 1000:.0f} ms added per request")
-    header = f"{'mode':<26} {'runs':>4} {'median s':>9} {'min s':>7} {'max s':>7} {'requests':>9} {'repos judged':>13}"
-    print(header)
-    print("-" * len(header))
-    for label, runs, times, requests, judged in rows:
-        print(
-            f"{label:<26} {runs:>4} {statistics.median(times):>9.2f} {min(times):>7.2f} {max(times):>7.2f} "
-            f"{requests:>9} {judged:>13}"
-        )
+    from kaihe_desktop.cli.common import render_table
+
+    table = [
+        [
+            label,
+            runs,
+            f"{statistics.median(times):.2f}",
+            f"{min(times):.2f}",
+            f"{max(times):.2f}",
+            requests,
+            judged,
+        ]
+        for label, runs, times, requests, judged in rows
+    ]
+    print(render_table(["mode", "runs", "median s", "min s", "max s", "requests", "repos judged"], table))
     sequential = statistics.median(rows[0][2])
     concurrent = statistics.median(rows[1][2])
     print(f"speed-up (sequential median / concurrent median): {sequential / concurrent:.1f}x")
