@@ -135,7 +135,10 @@ def render_search(result: SearchResult) -> str:
     if result.notice:
         lines.append(result.notice.upper()[:7] + result.notice[7:] if result.offline else result.notice)
     if result.local_models:
-        lines.append("Installed and matching: " + ", ".join(str(m) for m in result.local_models))
+        installed = ", ".join(
+            f"{m.name} ({m.quant or '?'}, {human_bytes(m.size_bytes)})" for m in result.local_models
+        )
+        lines.append(f"Installed and matching: {installed}")
     if not result.repos:
         lines.append(f"No GGUF repos match {result.query!r}.")
         return "\n".join(lines)

@@ -101,3 +101,19 @@ def test_bad_arguments_are_one_line_errors(kaihe_home: Path, capsys: pytest.Capt
     with pytest.raises(SystemExit) as exit_info:
         main(["recommend", "--use-case", "poetry"])
     assert exit_info.value.code == 2
+
+
+def test_offline_search_also_lists_installed_models(
+    served: HubServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kaihe_desktop.core.library import Library
+
+    assert main(["search", "kaihes", "--profile", "laptop-8gb"]) == 0
+    capsys.readouterr()
+    Library().import_file(tmp_path / "Cli-Q4_0.gguf", name="cli-tiny")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["search", "cli", "--profile", "laptop-8gb"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("OFFLINE:")
+    assert "Installed and matching: cli-tiny" in out
+    assert "kaiheS/Cli-Apache-GGUF" in out and "kaiheS/Cli-NonCommercial-GGUF" in out
