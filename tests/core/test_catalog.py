@@ -281,3 +281,29 @@ def test_cached_model_metadata_round_trips(variant_files: dict[str, Path]) -> No
     assert meta_from_dict(json.loads(json.dumps(meta_to_dict(meta)))) == dataclasses.replace(
         meta, chat_template=None
     )
+
+
+def test_bounded_map_keeps_order_errors_and_the_deadline() -> None:
+    from kaihe_desktop.core.errors import HubUnreachableError
+    from kaihe_desktop.core.hub_listing import bounded_map
+
+    release = threading.Event()
+    running: list[int] = []
+    lock = threading.Lock()
+
+    def work(n: int) -> int:
+        with lock:
+            running.append(n)
+        if n == 3:
+            raise ValueError("three")
+        if n == 5:
+            release.wait()  # never set: this item outlives the deadline
+        return n * 10
+
+    results = bounded_map(work, list(range(7)), max_workers=3, timeout_s=0.5)
+    release.set()
+    assert results[:3] == [0, 10, 20]
+    assert isinstance(results[3], ValueError)
+    assert isinstance(results[5], HubUnreachableError)
+    assert results[6] == 60
+    assert sorted(running) == list(range(7))
