@@ -13,7 +13,7 @@ from typing import Any
 
 from kaihe_desktop.cli.common import add_json_arg, emit_json, human_bytes, render_table
 from kaihe_desktop.core.download_queue import DownloadQueue
-from kaihe_desktop.core.errors import ModelNotFoundError
+from kaihe_desktop.core.errors import KaiheError, ModelNotFoundError
 from kaihe_desktop.core.library import Library
 
 
@@ -53,16 +53,23 @@ def run_models(args: argparse.Namespace) -> int:
         added.append(library.import_file(args.import_path, name=args.name, copy=args.copy))
     if args.add_starter:
         added.append(library.import_starter())
+    skipped: list[str] = []
     if args.add_cached:
-        added += [library.add_from_hf_cache(c) for c in library.discover_hf_cache()]
+        for offer in library.discover_hf_cache():
+            try:
+                added.append(library.add_from_hf_cache(offer))
+            except KaiheError as exc:  # one unreadable file does not stop the others
+                skipped.append(f"skipped {offer.repo_id}/{offer.repo_path}: {exc}")
     entries = library.entries()
     offers = library.discover_hf_cache()
-    paused = [i for i in DownloadQueue().pending()]
+    paused = list(DownloadQueue().pending())
     if args.json:
         emit_json([e.public_dict() for e in entries])
         return 0
     for entry in added:
         print(f"added {entry.name} ({human_bytes(entry.size_bytes)}): {entry.path}")
+    for line in skipped:
+        print(line)
     if entries:
         rows = [
             [

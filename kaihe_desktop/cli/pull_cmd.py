@@ -19,8 +19,14 @@ from typing import Any, TextIO
 
 from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, human_bytes, machine_from_args
 from kaihe_desktop.core.download_queue import DownloadQueue, QueueItem
-from kaihe_desktop.core.downloads import Downloader, DownloadProgress, DownloadResult
-from kaihe_desktop.core.errors import DoesNotFitError, DownloadCancelled, KaiheError, ModelNotFoundError
+from kaihe_desktop.core.downloads import Downloader, DownloadProgress, DownloadResult, safe_relative_path
+from kaihe_desktop.core.errors import (
+    DoesNotFitError,
+    DownloadCancelled,
+    KaiheError,
+    ModelNotFoundError,
+    UnsafeFilenameError,
+)
 from kaihe_desktop.core.library import Library, LibraryEntry
 from kaihe_desktop.core.variants import Variant, find_variant
 
@@ -79,6 +85,12 @@ def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDec
     if not variants:
         raise ModelNotFoundError(f"{repo_id}: no GGUF model files in this repo")
     wanted = find_variant(variants, quant) if quant else None
+    if wanted is not None:
+        _check_names(wanted)  # before any byte of it is read
+    else:
+        variants = tuple(v for v in variants if _names_are_safe(v))
+        if not variants:
+            raise UnsafeFilenameError(f"{repo_id}: every variant has a file name that leaves its folder")
     header_of = wanted or min(variants, key=lambda v: (len(v.files), v.size_bytes))
     meta = read_remote(repo_id, header_of.first_file, revision=args.revision)
     machine = machine_from_args(args)
@@ -97,6 +109,19 @@ def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDec
     advice = [a for a in warnings(plan) if a.severity in (Severity.CRITICAL, Severity.WARNING)]
     fits = str(plan.placement) != "none"
     return PullDecision(variant=variant, reason=reason, warnings=tuple(a.message for a in advice), fits=fits)
+
+
+def _check_names(variant: Variant) -> None:
+    for f in variant.all_files:
+        safe_relative_path(f.path)
+
+
+def _names_are_safe(variant: Variant) -> bool:
+    try:
+        _check_names(variant)
+    except UnsafeFilenameError:
+        return False
+    return True
 
 
 class ProgressBar:

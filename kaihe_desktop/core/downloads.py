@@ -10,14 +10,11 @@ and checked against the Hub's LFS hash before the file is moved into place.
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import os
-import queue
 import shutil
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -31,6 +28,17 @@ from huggingface_hub.utils import build_hf_headers
 from huggingface_hub.utils.tqdm import silent_tqdm
 
 from kaihe_desktop.core import paths
+from kaihe_desktop.core.download_io import (
+    DISK_FULL_ERRNOS,
+    WRITE_CHUNK,
+    DownloadProgress,
+    HashingWriter,
+    ProgressCallback,
+    ProgressMeter,
+    git_blob_sha1,
+    human_size,
+    sha256_file,
+)
 from kaihe_desktop.core.errors import (
     ChecksumMismatchError,
     DiskFullError,
@@ -44,43 +52,14 @@ from kaihe_desktop.core.errors import (
 from kaihe_desktop.core.variants import RepoFile, Variant
 
 PARTIAL_DIR = ".partial"
-# huggingface_hub writes what it receives in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default): whatever sits
-# in that buffer is lost when the process is killed. 1 MiB keeps a SIGKILL's loss small, at no speed cost.
-WRITE_CHUNK = 1024 * 1024
 DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
-_DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
 class DiskUsage(NamedTuple):
     total: int
     used: int
     free: int
-
-
-@dataclass(frozen=True)
-class DownloadProgress:
-    """A snapshot for progress bars: the current file and the whole variant, in bytes on disk."""
-
-    repo_id: str
-    file: str  # path in the repo
-    file_index: int  # 1-based
-    file_count: int
-    file_done: int
-    file_total: int
-    done_bytes: int  # whole variant, resumed bytes included
-    total_bytes: int
-    fetched_bytes: int  # bytes fetched by this run (what speed is computed from)
-    speed_bps: float
-    eta_s: float | None
-    phase: str  # "download", "verify" or "done"
-
-    @property
-    def fraction(self) -> float:
-        return self.done_bytes / self.total_bytes if self.total_bytes else 1.0
-
-
-ProgressCallback = Callable[[DownloadProgress], None]
 
 
 @dataclass(frozen=True)
@@ -158,192 +137,9 @@ def partial_key(repo_id: str, revision: str, file: RepoFile) -> str:
 # --- writing ------------------------------------------------------------------------------------------
 
 
-class _HashingWriter:
-    """The file object handed to http_get: writes, hashes in a helper thread, reports, honours cancel.
-
-    http_get rewinds and truncates it when a server ignores Range (a 200 to a resumed request); the hash
-    then starts over too.
-    """
-
-    def __init__(
-        self,
-        fh: IO[bytes],
-        *,
-        have: int,
-        on_bytes: Callable[[int], None],
-        cancel: threading.Event | None,
-        what: str,
-    ) -> None:
-        self._fh = fh
-        self._on_bytes = on_bytes
-        self._cancel = cancel
-        self._what = what
-        self._queue: queue.Queue[bytes | int | None] = queue.Queue(maxsize=64)
-        self._digest = hashlib.sha256()
-        self._hash_error: BaseException | None = None
-        self.position = have
-        self.written_now = 0
-        self._thread = threading.Thread(target=self._hash_loop, name="kaihe-sha256", daemon=True)
-        self._thread.start()
-        if have:
-            self._queue.put(have)  # hash the prefix already on disk, then what arrives
-
-    def _hash_loop(self) -> None:
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                if isinstance(item, int):
-                    if item == -1:
-                        self._digest = hashlib.sha256()
-                        continue
-                    self._hash_prefix(item)
-                else:
-                    self._digest.update(item)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by finish()
-            self._hash_error = exc
-            while self._queue.get() is not None:
-                pass
-
-    def _hash_prefix(self, size: int) -> None:
-        with open(self._fh.name, "rb") as src:
-            left = size
-            while left > 0:
-                block = src.read(min(8 * WRITE_CHUNK, left))
-                if not block:
-                    raise DownloadError(f"{self._what}: the partial file shrank while resuming")
-                self._digest.update(block)
-                left -= len(block)
-
-    def write(self, data: bytes) -> int:
-        if self._cancel is not None and self._cancel.is_set():
-            raise DownloadCancelled(f"{self._what}: download paused; the partial file is kept for resume")
-        try:
-            self._fh.write(data)
-        except OSError as exc:
-            if exc.errno in _DISK_FULL_ERRNOS:
-                raise DiskFullError(
-                    f"the disk filled up while writing {self._what} ({exc.strerror}); "
-                    "the partial download is kept: free some space and run the download again"
-                ) from exc
-            raise
-        self._queue.put(bytes(data))
-        self.position += len(data)
-        self.written_now += len(data)
-        self._on_bytes(len(data))
-        return len(data)
-
-    def tell(self) -> int:
-        return self.position
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        self._fh.flush()
-        self.position = self._fh.seek(offset, whence)
-        return self.position
-
-    def truncate(self, size: int | None = None) -> int:
-        self._fh.flush()
-        new_size = self._fh.truncate(self.position if size is None else size)
-        if new_size != 0:
-            raise DownloadError(f"{self._what}: cannot restart the download from byte {new_size}")
-        self._queue.put(-1)  # the server ignored Range: start the hash over with the file
-        self._on_bytes(-self.written_now)
-        self.written_now = 0
-        return new_size
-
-    def flush(self) -> None:
-        self._fh.flush()
-
-    def finish(self) -> str:
-        """Wait for the hash thread; the sha256 of everything written."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._hash_error is not None:
-            raise self._hash_error
-        return self._digest.hexdigest()
-
-    def abandon(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
-
-
 def _default_disk_usage(path: Path) -> DiskUsage:
     usage = shutil.disk_usage(path)
     return DiskUsage(total=usage.total, used=usage.used, free=usage.free)
-
-
-def _human(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if abs(n) < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
-class _Meter:
-    """Overall progress and a speed over the last few seconds."""
-
-    def __init__(self, *, repo_id: str, files: Sequence[RepoFile], callback: ProgressCallback | None) -> None:
-        self.repo_id = repo_id
-        self.files = files
-        self.total = sum(f.size_bytes for f in files)
-        self.callback = callback
-        self.done_before = 0  # completed files
-        self.file_done = 0
-        self.index = 0
-        self.fetched = 0
-        self._window: deque[tuple[float, int]] = deque()
-        self._last_emit = 0.0
-
-    def start_file(self, index: int, have: int) -> None:
-        self.index = index
-        self.file_done = have
-
-    def finish_file(self) -> None:
-        self.done_before += self.files[self.index].size_bytes
-        self.file_done = 0
-
-    def add(self, n: int) -> None:
-        self.file_done += n
-        self.fetched += n
-        now = time.monotonic()
-        self._window.append((now, self.fetched))
-        while len(self._window) > 2 and now - self._window[0][0] > 3.0:
-            self._window.popleft()
-        if now - self._last_emit >= 0.1:
-            self.emit("download")
-
-    def speed(self) -> float:
-        if len(self._window) < 2:
-            return 0.0
-        (t0, b0), (t1, b1) = self._window[0], self._window[-1]
-        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
-
-    def emit(self, phase: str) -> None:
-        if self.callback is None:
-            return
-        self._last_emit = time.monotonic()
-        speed = self.speed()
-        done = self.done_before + self.file_done
-        remaining = self.total - done
-        current = self.files[self.index] if self.files else None
-        self.callback(
-            DownloadProgress(
-                repo_id=self.repo_id,
-                file=current.path if current else "",
-                file_index=self.index + 1,
-                file_count=len(self.files),
-                file_done=self.file_done,
-                file_total=current.size_bytes if current else 0,
-                done_bytes=done,
-                total_bytes=self.total,
-                fetched_bytes=self.fetched,
-                speed_bps=speed,
-                eta_s=remaining / speed if speed > 0 else None,
-                phase=phase,
-            )
-        )
 
 
 # --- the downloader -----------------------------------------------------------------------------------
@@ -418,8 +214,8 @@ class Downloader:
         free = self.disk_usage(probe).free
         if needed + self.disk_reserve_bytes > free:
             raise DiskFullError(
-                f"not enough disk space for {repo_id}: needs {_human(needed)} "
-                f"(+{_human(self.disk_reserve_bytes)} reserve), {_human(free)} free on {probe}"
+                f"not enough disk space for {repo_id}: needs {human_size(needed)} "
+                f"(+{human_size(self.disk_reserve_bytes)} reserve), {human_size(free)} free on {probe}"
             )
         return needed
 
@@ -436,7 +232,7 @@ class Downloader:
         files = variant.all_files
         targets = [self.destination(repo_id, f.path) for f in files]  # refuse bad names before any byte
         self.check_disk_space(repo_id, files, revision=revision)
-        meter = _Meter(repo_id=repo_id, files=files, callback=progress)
+        meter = ProgressMeter(repo_id=repo_id, files=files, callback=progress)
         done: list[DownloadedFile] = []
         commit = revision
         for index, (remote, target) in enumerate(zip(files, targets, strict=True)):
@@ -469,7 +265,7 @@ class Downloader:
         target: Path,
         *,
         revision: str,
-        meter: _Meter,
+        meter: ProgressMeter,
         index: int,
         cancel: threading.Event | None,
     ) -> tuple[DownloadedFile, str]:
@@ -477,7 +273,7 @@ class Downloader:
         if target.is_file() and target.stat().st_size == remote.size_bytes and remote.sha256:
             meter.start_file(index, remote.size_bytes)
             meter.emit("verify")
-            digest = _sha256_file(target)
+            digest = sha256_file(target)
             if digest == remote.sha256:
                 return DownloadedFile(
                     remote.path, target, remote.size_bytes, digest, 0, remote.size_bytes
@@ -506,7 +302,7 @@ class Downloader:
             except (hf_errors.HfHubHTTPError, httpx2.TransportError, OSError, TimeoutError) as exc:
                 status = _status(exc)
                 retryable = status is None or status in RETRY_STATUS
-                if isinstance(exc, OSError) and exc.errno in _DISK_FULL_ERRNOS:
+                if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
                     raise DiskFullError(f"the disk filled up while writing {what}; partial kept") from exc
                 attempt += 1
                 if not retryable or attempt > self.max_retries:
@@ -531,7 +327,7 @@ class Downloader:
         target: Path,
         url: str,
         revision: str,
-        meter: _Meter,
+        meter: ProgressMeter,
         index: int,
         cancel: threading.Event | None,
         what: str,
@@ -554,7 +350,7 @@ class Downloader:
         meter.start_file(index, have)
         meter.emit("download")
         fh = self.open_part(part, have)
-        writer = _HashingWriter(fh, have=have, on_bytes=meter.add, cancel=cancel, what=what)
+        writer = HashingWriter(fh, have=have, on_bytes=meter.add, cancel=cancel, what=what)
         try:
             headers = build_hf_headers(token=self.token) if _same_origin(meta.location, url) else {}
             constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, WRITE_CHUNK)
@@ -585,7 +381,7 @@ class Downloader:
                 "the bad file was deleted, download it again"
             )
         git_oid = meta.etag if expected_sha is None and meta.etag and len(meta.etag) == 40 else None
-        if git_oid is not None and _git_blob_sha1(part) != git_oid:
+        if git_oid is not None and git_blob_sha1(part) != git_oid:
             part.unlink(missing_ok=True)
             raise ChecksumMismatchError(f"{what} does not match the Hub's git hash; the bad file was deleted")
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -634,22 +430,6 @@ def _retry_after(exc: BaseException) -> float | None:
         return None
     value = response.headers.get("Retry-After", "").strip()
     return float(value) if value.isdigit() else None
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _git_blob_sha1(path: Path) -> str:
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # noqa: S324 - git's object id
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -273,7 +273,7 @@ class Library:
         repo_id: str | None = None,
     ) -> LibraryEntry:
         """Add a local .gguf after reading its header (errors name what is wrong); copy=True copies it in."""
-        from kaihe_desktop.core.downloads import _sha256_file
+        from kaihe_desktop.core.download_io import sha256_file
 
         path = Path(path).expanduser()
         if path.suffix.lower() != ".gguf":
@@ -311,7 +311,7 @@ class Library:
             path=files[0],
             files=tuple(files),
             size_bytes=sum(f.stat().st_size for f in files),
-            sha256=_sha256_file(files[0]),
+            sha256=sha256_file(files[0]),
             source=source,
             owned=owned,
             added_at=_now(),

@@ -1,0 +1,247 @@
+"""The pieces of a download that touch bytes: the writer handed to huggingface_hub's http_get (writes,
+hashes in a helper thread, honours cancel, turns a full disk into DiskFullError) and the progress meter."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+from kaihe_desktop.core.errors import DiskFullError, DownloadCancelled, DownloadError
+from kaihe_desktop.core.variants import RepoFile
+
+# huggingface_hub writes what it receives in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default): whatever sits
+# in that buffer is lost when the process is killed. 1 MiB keeps a SIGKILL's loss small, at no speed cost.
+WRITE_CHUNK = 1024 * 1024
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+@dataclass(frozen=True)
+class DownloadProgress:
+    """A snapshot for progress bars: the current file and the whole variant, in bytes on disk."""
+
+    repo_id: str
+    file: str  # path in the repo
+    file_index: int  # 1-based
+    file_count: int
+    file_done: int
+    file_total: int
+    done_bytes: int  # whole variant, resumed bytes included
+    total_bytes: int
+    fetched_bytes: int  # bytes fetched by this run (what speed is computed from)
+    speed_bps: float
+    eta_s: float | None
+    phase: str  # "download", "verify" or "done"
+
+    @property
+    def fraction(self) -> float:
+        return self.done_bytes / self.total_bytes if self.total_bytes else 1.0
+
+
+ProgressCallback = Callable[[DownloadProgress], None]
+
+
+class HashingWriter:
+    """The file object handed to http_get: writes, hashes in a helper thread, reports, honours cancel.
+
+    http_get rewinds and truncates it when a server ignores Range (a 200 to a resumed request); the hash
+    then starts over too.
+    """
+
+    def __init__(
+        self,
+        fh: IO[bytes],
+        *,
+        have: int,
+        on_bytes: Callable[[int], None],
+        cancel: threading.Event | None,
+        what: str,
+    ) -> None:
+        self._fh = fh
+        self._on_bytes = on_bytes
+        self._cancel = cancel
+        self._what = what
+        self._queue: queue.Queue[bytes | int | None] = queue.Queue(maxsize=64)
+        self._digest = hashlib.sha256()
+        self._hash_error: BaseException | None = None
+        self.position = have
+        self.written_now = 0
+        self._thread = threading.Thread(target=self._hash_loop, name="kaihe-sha256", daemon=True)
+        self._thread.start()
+        if have:
+            self._queue.put(have)  # hash the prefix already on disk, then what arrives
+
+    def _hash_loop(self) -> None:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                if isinstance(item, int):
+                    if item == -1:
+                        self._digest = hashlib.sha256()
+                        continue
+                    self._hash_prefix(item)
+                else:
+                    self._digest.update(item)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by finish()
+            self._hash_error = exc
+            while self._queue.get() is not None:
+                pass
+
+    def _hash_prefix(self, size: int) -> None:
+        with open(self._fh.name, "rb") as src:
+            left = size
+            while left > 0:
+                block = src.read(min(8 * WRITE_CHUNK, left))
+                if not block:
+                    raise DownloadError(f"{self._what}: the partial file shrank while resuming")
+                self._digest.update(block)
+                left -= len(block)
+
+    def write(self, data: bytes) -> int:
+        if self._cancel is not None and self._cancel.is_set():
+            raise DownloadCancelled(f"{self._what}: download paused; the partial file is kept for resume")
+        try:
+            self._fh.write(data)
+        except OSError as exc:
+            if exc.errno in DISK_FULL_ERRNOS:
+                raise DiskFullError(
+                    f"the disk filled up while writing {self._what} ({exc.strerror}); "
+                    "the partial download is kept: free some space and run the download again"
+                ) from exc
+            raise
+        self._queue.put(bytes(data))
+        self.position += len(data)
+        self.written_now += len(data)
+        self._on_bytes(len(data))
+        return len(data)
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self._fh.flush()
+        self.position = self._fh.seek(offset, whence)
+        return self.position
+
+    def truncate(self, size: int | None = None) -> int:
+        self._fh.flush()
+        new_size = self._fh.truncate(self.position if size is None else size)
+        if new_size != 0:
+            raise DownloadError(f"{self._what}: cannot restart the download from byte {new_size}")
+        self._queue.put(-1)  # the server ignored Range: start the hash over with the file
+        self._on_bytes(-self.written_now)
+        self.written_now = 0
+        return new_size
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def finish(self) -> str:
+        """Wait for the hash thread; the sha256 of everything written."""
+        self._queue.put(None)
+        self._thread.join()
+        if self._hash_error is not None:
+            raise self._hash_error
+        return self._digest.hexdigest()
+
+    def abandon(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} GB"
+
+
+class ProgressMeter:
+    """Overall progress and a speed over the last few seconds."""
+
+    def __init__(self, *, repo_id: str, files: Sequence[RepoFile], callback: ProgressCallback | None) -> None:
+        self.repo_id = repo_id
+        self.files = files
+        self.total = sum(f.size_bytes for f in files)
+        self.callback = callback
+        self.done_before = 0  # completed files
+        self.file_done = 0
+        self.index = 0
+        self.fetched = 0
+        self._window: deque[tuple[float, int]] = deque()
+        self._last_emit = 0.0
+
+    def start_file(self, index: int, have: int) -> None:
+        self.index = index
+        self.file_done = have
+
+    def finish_file(self) -> None:
+        self.done_before += self.files[self.index].size_bytes
+        self.file_done = 0
+
+    def add(self, n: int) -> None:
+        self.file_done += n
+        self.fetched += n
+        now = time.monotonic()
+        self._window.append((now, self.fetched))
+        while len(self._window) > 2 and now - self._window[0][0] > 3.0:
+            self._window.popleft()
+        if now - self._last_emit >= 0.1:
+            self.emit("download")
+
+    def speed(self) -> float:
+        if len(self._window) < 2:
+            return 0.0
+        (t0, b0), (t1, b1) = self._window[0], self._window[-1]
+        return (b1 - b0) / (t1 - t0) if t1 > t0 else 0.0
+
+    def emit(self, phase: str) -> None:
+        if self.callback is None:
+            return
+        self._last_emit = time.monotonic()
+        speed = self.speed()
+        done = self.done_before + self.file_done
+        remaining = self.total - done
+        current = self.files[self.index] if self.files else None
+        self.callback(
+            DownloadProgress(
+                repo_id=self.repo_id,
+                file=current.path if current else "",
+                file_index=self.index + 1,
+                file_count=len(self.files),
+                file_done=self.file_done,
+                file_total=current.size_bytes if current else 0,
+                done_bytes=done,
+                total_bytes=self.total,
+                fetched_bytes=self.fetched,
+                speed_bps=speed,
+                eta_s=remaining / speed if speed > 0 else None,
+                phase=phase,
+            )
+        )
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def git_blob_sha1(path: Path) -> str:
+    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # noqa: S324 - git's object id
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
