@@ -25,7 +25,6 @@ So the estimator's `resident_bytes` is compared with RSS after that full-micro-b
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -51,8 +50,10 @@ proc = psutil.Process()
 rss_base = proc.memory_info().rss
 kwargs = dict(
     model_path=args["path"], n_ctx=args["n_ctx"], n_batch=args["n_batch"], n_ubatch=args["n_ubatch"],
-    n_threads=args["n_threads"], flash_attn=args["flash_attn"], verbose=True, n_gpu_layers=0,
+    flash_attn=args["flash_attn"], verbose=True, n_gpu_layers=0,
 )
+if args["n_threads"]:
+    kwargs["n_threads"] = args["n_threads"]
 if args["kv_type"] != "f16":
     code = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
     kwargs["type_k"] = kwargs["type_v"] = code[args["kv_type"]]
@@ -153,7 +154,7 @@ def probe_load(
         "kv_type": kv_type,
         "flash_attn": flash_attn,
         "n_gen": n_gen,
-        "n_threads": n_threads or max(1, os.cpu_count() or 1),
+        "n_threads": n_threads,  # None: llama-cpp-python's default (cpu_count // 2), as the engine uses
     }
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(args)],
