@@ -9,7 +9,8 @@ marked ``checked_on_hub=False``, so the list always shows.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from kaihe_desktop.core.catalog import Catalog, CatalogRepo
@@ -17,7 +18,8 @@ from kaihe_desktop.core.errors import HubError, HubUnreachableError
 from kaihe_desktop.core.hub_listing import is_offline
 from kaihe_desktop.core.licenses import commercial_use_of
 from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.quants import Pick, pick, quality_rank
+from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.quants import Pick, QuantOption, pick, quality_rank
 from kaihe_desktop.core.recommend_data import (
     CuratedRepo,
     Recommendations,
@@ -115,40 +117,42 @@ def _from_pick(
     )
 
 
-def _choose(
-    case: UseCase,
-    machine: Machine,
-    hub: _HubState,
-    *,
-    min_headroom_pct: float | None = None,
-    allow_gated: bool = True,
-) -> Recommendation:
-    found = _walk(case, machine, hub, min_headroom_pct=min_headroom_pct, allow_gated=allow_gated,
-                  floor=QUALITY_FLOOR)  # fmt: skip
+@dataclass(frozen=True)
+class _Rules:
+    """What a candidate must meet beyond fitting with the margin."""
+
+    floor: str | None = QUALITY_FLOOR
+    min_headroom_pct: float | None = None
+    max_bytes: int | None = None  # largest download (weights) accepted
+    allow_gated: bool = True
+
+
+def _choose(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Recommendation:
+    """The first candidate meeting ``rules``; failing that, the same without the quality floor."""
+    found = _walk(case, machine, hub, rules)
     if isinstance(found, Recommendation):
         return found
-    again = _walk(case, machine, hub, min_headroom_pct=min_headroom_pct, allow_gated=allow_gated, floor=None)
+    again = _walk(case, machine, hub, replace(rules, floor=None))
     if isinstance(again, Recommendation):
         return again
     return _nothing_fits(case, machine, found + again)
 
 
-def _walk(
-    case: UseCase,
-    machine: Machine,
-    hub: _HubState,
-    *,
-    min_headroom_pct: float | None,
-    allow_gated: bool,
-    floor: str | None,
-) -> Recommendation | list[str]:
-    """The first candidate (best first) that fits at ``floor`` quality or better; else why each failed."""
+def _pick_within(
+    options: Sequence[QuantOption], meta: ModelMeta, machine: Machine, rules: _Rules
+) -> Pick | None:
+    allowed = [o for o in options if rules.max_bytes is None or o.size_bytes <= rules.max_bytes]
+    return pick(allowed, meta, machine) if allowed else None
+
+
+def _walk(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Recommendation | list[str]:
+    """The first candidate (best first) whose estimate and then Hub check meet ``rules``; else the reasons."""
     skipped: list[str] = []
     for rank, repo in enumerate(case.repos):
-        if repo.gated and not allow_gated:
+        if repo.gated and not rules.allow_gated:
             continue
-        estimate = pick(estimated_options(repo), estimated_meta(repo), machine)
-        if not _acceptable(estimate, min_headroom_pct, floor=floor):
+        estimate = _pick_within(estimated_options(repo), estimated_meta(repo), machine, rules)
+        if estimate is None or not _acceptable(estimate, rules):
             continue
         prefix = (
             f"the best {case.title.lower()} pick that fits; "
@@ -159,17 +163,26 @@ def _walk(
         if isinstance(live, str):
             skipped.append(f"{repo.repo_id}: {live}")
             continue
-        if live is None or live.pick is None or not live.variants:
+        if live is None or live.meta is None or not live.variants:
             if live is not None and live.error and hub.down_reason is None:
                 skipped.append(f"{repo.repo_id}: {live.error}")
                 continue  # the Hub answered but cannot serve it (gated, no GGUF, unreadable header)
             return _from_pick(case, repo, estimate, checked=False, prefix=prefix + "estimated: ",
                               gated=repo.gated)  # fmt: skip
-        if not _acceptable(live.pick, min_headroom_pct, floor=floor):
-            skipped.append(f"{repo.repo_id}: {live.pick.reason}")
+        real_options = [
+            QuantOption(
+                quant=v.variant.quant,
+                size_bytes=v.variant.size_bytes,
+                files=tuple(f.path for f in v.variant.all_files),
+            )
+            for v in live.variants
+        ]
+        real = _pick_within(real_options, live.meta, machine, rules)
+        if real is None or not _acceptable(real, rules):
+            skipped.append(f"{repo.repo_id}: {real.reason if real else 'no variant within the size limit'}")
             continue
         checked = hub.catalog is not None and hub.catalog.is_fresh(live) and hub.down_reason is None
-        return _from_pick(case, repo, live.pick, checked=checked, prefix=prefix, gated=live.hub.gated)
+        return _from_pick(case, repo, real, checked=checked, prefix=prefix, gated=live.hub.gated)
     return skipped
 
 
@@ -197,12 +210,12 @@ def _nothing_fits(case: UseCase, machine: Machine, skipped: list[str]) -> Recomm
     )
 
 
-def _acceptable(chosen: Pick, min_headroom_pct: float | None, *, floor: str | None = QUALITY_FLOOR) -> bool:
+def _acceptable(chosen: Pick, rules: _Rules) -> bool:
     if not chosen.fits:
         return False
-    if floor is not None and quality_rank(chosen.quant) > quality_rank(floor):
+    if rules.floor is not None and quality_rank(chosen.quant) > quality_rank(rules.floor):
         return False
-    return min_headroom_pct is None or chosen.plan.headroom_pct >= min_headroom_pct
+    return rules.min_headroom_pct is None or chosen.plan.headroom_pct >= rules.min_headroom_pct
 
 
 def recommend(
@@ -219,11 +232,14 @@ def recommend(
     recs = data if data is not None else load_recommendations()
     cases = (recs.use_case(use_case),) if use_case else recs.use_cases
     hub = _HubState(catalog)
-    items = tuple(_choose(case, machine, hub) for case in cases)
+    items = tuple(_choose(case, machine, hub, _Rules()) for case in cases)
     first_case = recs.use_case(recs.first_run_use_case)
-    first_run: Recommendation | None = _choose(
-        first_case, machine, hub, min_headroom_pct=recs.first_run_min_headroom_pct, allow_gated=False
+    first_rules = _Rules(
+        min_headroom_pct=recs.first_run_min_headroom_pct,
+        max_bytes=int(recs.first_run_max_download_gb * 1e9),
+        allow_gated=False,
     )
+    first_run: Recommendation | None = _choose(first_case, machine, hub, first_rules)
     if first_run is not None and first_run.repo_id is None:
         first_run = next((i for i in items if i.use_case == first_case.id and i.repo_id), None)
     offline = hub.down_reason is not None and catalog is not None

@@ -74,6 +74,7 @@ class Recommendations:
     use_cases: tuple[UseCase, ...]
     first_run_use_case: str
     first_run_min_headroom_pct: float
+    first_run_max_download_gb: float
 
     def use_case(self, use_case_id: str) -> UseCase:
         wanted = normalise_use_case(use_case_id)
@@ -123,6 +124,7 @@ def _parse(data: dict[str, Any]) -> Recommendations:
         use_cases=tuple(cases),
         first_run_use_case=first["use_case"],
         first_run_min_headroom_pct=float(first["min_headroom_pct"]),
+        first_run_max_download_gb=float(first["max_download_gb"]),
     )
 
 

@@ -79,6 +79,7 @@ def test_first_run_pick_is_not_gated_and_leaves_room() -> None:
     assert not first.gated
     assert first.use_case == recs.first_run_use_case
     assert first.headroom_pct is not None and first.headroom_pct >= recs.first_run_min_headroom_pct
+    assert first.size_bytes is not None and first.size_bytes <= recs.first_run_max_download_gb * 1e9
 
 
 # --- against the Hub -----------------------------------------------------------------------------------
@@ -103,7 +104,7 @@ def _data_file(tmp_path: Path, repos: list[dict[str, Any]]) -> Path:
             {"id": "general-chat", "title": "General chat", "description": "d", "keywords": ["chat"],
              "repos": repos},
         ],
-        "first_run": {"use_case": "general-chat", "min_headroom_pct": 10.0},
+        "first_run": {"use_case": "general-chat", "min_headroom_pct": 10.0, "max_download_gb": 1.0},
     }  # fmt: skip
     path = tmp_path / "recs.json"
     path.write_text(json.dumps(data))
