@@ -96,8 +96,17 @@ class _HubState:
 
 
 def _from_pick(
-    case: UseCase, repo: CuratedRepo, chosen: Pick, *, checked: bool, prefix: str, gated: bool
+    case: UseCase,
+    repo: CuratedRepo,
+    chosen: Pick,
+    *,
+    checked: bool,
+    prefix: str,
+    gated: bool,
+    license_id: str | None = None,
 ) -> Recommendation:
+    """``license_id``: what the Hub's card says, when it says something; else the curated licence."""
+    licence = license_id or repo.license
     return Recommendation(
         use_case=case.id,
         title=case.title,
@@ -110,8 +119,8 @@ def _from_pick(
         headroom_pct=chosen.plan.headroom_pct,
         reason=f"{prefix}{chosen.reason}",
         checked_on_hub=checked,
-        license=repo.license,
-        commercial_use=commercial_use_of(repo.license),
+        license=licence,
+        commercial_use=commercial_use_of(licence),
         gated=gated,
         note=repo.note,
     )
@@ -182,16 +191,32 @@ def _walk(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Rec
             skipped.append(f"{repo.repo_id}: {real.reason if real else 'no variant within the size limit'}")
             continue
         checked = hub.catalog is not None and hub.catalog.is_fresh(live) and hub.down_reason is None
-        return _from_pick(case, repo, real, checked=checked, prefix=prefix, gated=live.hub.gated)
+        return _from_pick(
+            case,
+            repo,
+            real,
+            checked=checked,
+            prefix=prefix,
+            gated=live.hub.gated,
+            license_id=live.hub.license.license_id,
+        )
     return skipped
 
 
 def _nothing_fits(case: UseCase, machine: Machine, skipped: list[str]) -> Recommendation:
     smallest = min(case.repos, key=lambda r: r.params_b)
-    reason = f"nothing curated for {case.title.lower()} fits this machine with the margin"
-    if skipped:
-        reason += f" ({len(skipped)} checked on the Hub did not qualify)"
-    estimate = pick(estimated_options(smallest), estimated_meta(smallest), machine)
+    unique = list(dict.fromkeys(skipped))
+    if unique:
+        reason = (
+            f"no curated {case.title.lower()} model both fits this machine and could be used from the Hub "
+            f"({len(unique)} checked there; first: {unique[0]})"
+        )
+    else:
+        estimate = pick(estimated_options(smallest), estimated_meta(smallest), machine)
+        reason = (
+            f"nothing curated for {case.title.lower()} fits this machine with the margin; "
+            f"the smallest, {smallest.repo_id}: {estimate.reason}"
+        )
     return Recommendation(
         use_case=case.id,
         title=case.title,
@@ -202,7 +227,7 @@ def _nothing_fits(case: UseCase, machine: Machine, skipped: list[str]) -> Recomm
         size_bytes=None,
         placement="none",
         headroom_pct=None,
-        reason=f"{reason}; the smallest, {smallest.repo_id}: {estimate.reason}",
+        reason=reason,
         checked_on_hub=False,
         license=None,
         commercial_use="unknown",

@@ -129,7 +129,7 @@ def test_checked_on_hub_skips_what_the_hub_cannot_serve(
     hub: HubServer, tmp_path: Path, tiny_files: dict[str, Path]
 ) -> None:
     hub.add_repo("kaiheR/Gated-GGUF", dict(tiny_files), gated=True, license="mit")
-    hub.add_repo("kaiheR/Small-GGUF", dict(tiny_files), license="mit")
+    hub.add_repo("kaiheR/Small-GGUF", dict(tiny_files), license="apache-2.0")  # the card wins over "mit"
     data = load_recommendations(
         _data_file(
             tmp_path,
@@ -147,6 +147,7 @@ def test_checked_on_hub_skips_what_the_hub_cannot_serve(
     (chat,) = result.items
     assert chat.repo_id == "kaiheR/Small-GGUF"
     assert chat.checked_on_hub is True
+    assert chat.license == "apache-2.0" and chat.commercial_use == "yes"
     assert chat.quant == "Q8_0"
     assert chat.size_bytes == tiny_files["T-Q8_0.gguf"].stat().st_size  # the Hub's size, not the estimate
     assert result.notice is None and not result.offline
