@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "pull_cmd",
     "models_cmd",
     "catalog_cmd",
+    "chat_cmd",
 )
 
 

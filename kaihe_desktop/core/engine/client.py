@@ -42,6 +42,8 @@ class GenerationResult:
     tokens_per_s: float  # decode speed: tokens after the first / time from first to last token
     total_s: float
     stop_latency_s: float | None = None  # stop() → reply ended, when stop() was called
+    engine_prompt_eval_s: float = 0.0  # inside the worker: request received → first token sampled
+    engine_generation_s: float = 0.0  # inside the worker: first token → last token
 
 
 @dataclass(frozen=True)
@@ -342,6 +344,8 @@ class GenerationStream:
             tokens_per_s=rate,
             total_s=ended - self._sent_at,
             stop_latency_s=(ended - stop_sent) if stop_sent is not None else None,
+            engine_prompt_eval_s=done.prompt_eval_s,
+            engine_generation_s=done.generation_s,
         )
 
     def _drain(self) -> None:
