@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from kaihe_desktop.core.advice import warnings as advice_warnings
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient
 from kaihe_desktop.core.errors import DoesNotFitError, ModelFileError, ModelLoadError
+from kaihe_desktop.core.fit import Plan
+from kaihe_desktop.core.fit import plan as fit_plan
+from kaihe_desktop.core.gguf_meta import read_local
 from kaihe_desktop.core.machine import Machine
 from kaihe_desktop.core.model_meta import ModelMeta
 
@@ -34,11 +37,11 @@ class LoadOverrides:
 @dataclass(frozen=True)
 class LoadDecision:
     options: p.LoadOptions
-    placement: str  # "full_gpu", "partial", "cpu", "none" (as the planner names it)
+    placement: str  # "gpu", "partial", "cpu", "none" (fit.Placement)
     reason: str
     warnings: tuple[str, ...] = ()
     forced: bool = False
-    plan: Any = field(default=None, repr=False, compare=False)
+    plan: Plan | None = field(default=None, repr=False, compare=False)
 
 
 def decide(
@@ -50,12 +53,16 @@ def decide(
     force: bool = False,
 ) -> LoadDecision:
     """Plan the load; DoesNotFitError (with the headroom warning) when it does not fit and not forced."""
-    from kaihe_desktop.core.advice import warnings as advice_warnings
-    from kaihe_desktop.core.fit import plan as fit_plan
-
     o = overrides or LoadOverrides()
-    plan = fit_plan(meta, machine, n_ctx=o.n_ctx, gpu_layers=o.gpu_layers)
-    placement = str(getattr(plan.placement, "value", plan.placement))
+    plan = fit_plan(
+        meta,
+        machine,
+        n_ctx=o.n_ctx,
+        gpu_layers=o.gpu_layers,
+        kv_type=o.kv_type or "f16",
+        flash_attn=o.flash_attn,
+    )
+    placement = str(plan.placement)
     notes = tuple(a.message for a in advice_warnings(plan))
     if placement == "none" and not force:
         headroom = notes[0] if notes else str(plan.reason)
@@ -71,9 +78,9 @@ def decide(
         n_gpu_layers=gpu_layers,
         n_threads=threads,
         n_threads_batch=threads,
-        flash_attn=o.flash_attn if o.flash_attn is not None else bool(plan.flash_attn),
+        flash_attn=bool(plan.flash_attn),
         use_mmap=o.use_mmap,
-        kv_type=o.kv_type or str(getattr(plan, "kv_type", "f16") or "f16"),
+        kv_type=str(plan.kv_type),
     )
     return LoadDecision(
         options=options,
@@ -87,8 +94,6 @@ def decide(
 
 def read_meta(path: Path) -> ModelMeta:
     """The GGUF header; a broken file becomes ModelLoadError naming it."""
-    from kaihe_desktop.core.gguf_meta import read_local
-
     try:
         return read_local(path)
     except ModelFileError as exc:
