@@ -162,11 +162,21 @@ def _bpw(quant: str) -> float:
     return rung.bits_per_weight if rung is not None else 4.9
 
 
+# llama.cpp's k-quant mixes keep the output matrix (the token embeddings when tied) at Q6_K or better.
+OUTPUT_MIN_BPW = 6.5633
+
+
 def estimated_size(repo: CuratedRepo, quant: str) -> int:
+    """The file size of ``quant``: curated when known, else bits per weight over the parameters."""
     sizes = dict(repo.sizes)
     if quant in sizes:
         return int(sizes[quant])
-    return int(repo.params_b * 1e9 * _bpw(quant) / 8) + repo.shape.n_vocab * HEADER_BYTES_PER_TOKEN
+    s = repo.shape
+    bpw = _bpw(quant)
+    output_params = s.n_vocab * s.n_embd  # the output matrix (or tied embeddings)
+    rest = max(0.0, repo.params_b * 1e9 - output_params)
+    weights = rest * bpw / 8 + output_params * max(bpw, OUTPUT_MIN_BPW) / 8
+    return int(weights) + s.n_vocab * HEADER_BYTES_PER_TOKEN
 
 
 def estimated_options(repo: CuratedRepo) -> list[QuantOption]:

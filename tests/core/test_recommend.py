@@ -195,3 +195,33 @@ def test_damaged_data_file_is_a_clear_error(tmp_path: Path) -> None:
     bad.write_text('{"version": 1}')
     with pytest.raises(KaiheError, match="recs.json"):
         load_recommendations(bad)
+
+
+@pytest.mark.parametrize("n_ctx", [2048, 8192, 32768])
+def test_curated_shape_estimate_matches_the_real_starter_header(starter_model_path: Path, n_ctx: int) -> None:
+    """The offline estimate (curated shape + bits per weight) against the fit of the real file's header."""
+    from kaihe_desktop.core.fit import plan
+    from kaihe_desktop.core.gguf_meta import read_local
+    from kaihe_desktop.core.quants import QuantOption, weights_scale
+    from kaihe_desktop.core.recommend_data import estimated_meta, estimated_size
+
+    real = read_local(starter_model_path)  # gemma-3-270m Q4_K_M
+    curated = next(
+        r
+        for c in load_recommendations().use_cases
+        for r in c.repos
+        if r.repo_id == "unsloth/gemma-3-270m-it-GGUF"
+    )
+    est = estimated_meta(curated)
+    assert (est.block_count, est.embedding_length, est.vocab_size, est.context_length) == (
+        real.block_count, real.embedding_length, real.vocab_size, real.context_length,
+    )  # fmt: skip
+    assert est.head_count_kv == real.head_count_kv and est.key_length == real.key_length
+    assert est.sliding_window == real.sliding_window
+    assert est.sliding_window_pattern == real.sliding_window_pattern
+    size = estimated_size(curated, "Q4_K_M")
+    assert abs(size - real.file_size_bytes) / real.file_size_bytes < 0.25
+    machine = resolve_profile("laptop-8gb")
+    estimated = plan(est, machine, n_ctx=n_ctx, weights_scale=weights_scale(QuantOption("Q4_K_M", size), est))
+    actual = plan(real, machine, n_ctx=n_ctx)
+    assert abs(estimated.estimate.ram_bytes - actual.estimate.ram_bytes) / actual.estimate.ram_bytes < 0.10
