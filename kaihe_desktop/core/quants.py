@@ -385,7 +385,9 @@ def _shortfall_text(p: Plan) -> str:
     margin = format_bytes(p.margin_bytes)
     if p.headroom_bytes > 0:
         return f"would leave only {_leaves(p)}, under the {margin} margin"
-    return f"would need {format_bytes(-p.headroom_bytes)} more than is free, plus the {margin} margin"
+    short = format_bytes(p.margin_bytes - p.headroom_bytes)
+    over = format_bytes(-p.headroom_bytes)
+    return f"would be {short} short ({over} more than is free, plus the {margin} margin)"
 
 
 def _reason_none_fits(smallest: Candidate, ctx: int) -> str:

@@ -1,0 +1,504 @@
+"""Headroom warnings and upgrade advice: what the GUI shows next to a plan, and "before upgrading".
+
+``warnings(plan)`` is a pure function of a plan (plus, optionally, pre-computed upgrades): no I/O, no probe.
+Each Advice carries a severity, a message with the numbers in it, and the numbers themselves.
+
+Thresholds (free memory left once the model is loaded, as a share of the memory it is loaded into, i.e. the
+plan's ``headroom_pct``):
+- under 15 %  -> warning: other apps (a browser with a few tabs takes 1-2 GB) will squeeze the model;
+- under 5 %   -> critical: the OS will start compressing or swapping memory and generation stalls.
+The planner already keeps its safety margin (llama.cpp's 1 GiB); these thresholds are about comfort on top.
+
+Upgrade advice never says "buy exactly enough": the hardware it names runs the model fully on the GPU with the
+same margin, checked by the real planner (core.hardware_table.smallest_holders), and the tier is the one whose
+memory holds the model, the margin, and the RAM other programs hold on this machine now.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from kaihe_desktop.core.fit import Placement, Plan, estimate, plan
+from kaihe_desktop.core.fit_estimate import offload_devices
+from kaihe_desktop.core.hardware_table import Hardware, describe_holders, smallest_holders
+from kaihe_desktop.core.machine import Machine
+from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.quants import quant_type
+from kaihe_desktop.core.tiers import tier_of
+from kaihe_desktop.core.units import format_bytes, format_pct
+
+WARN_HEADROOM_PCT = 15.0
+CRITICAL_HEADROOM_PCT = 5.0
+
+# Sizes (billions of parameters) model families publish, for "the next size up" (market brief families:
+# Qwen3, Llama, Gemma 3, Mistral, Phi-4, gpt-oss). The next size is the smallest at least 1.3x this model.
+COMMON_SIZES_B: tuple[float, ...] = (
+    0.27, 0.6, 1.0, 1.7, 3.0, 4.0, 7.0, 8.0, 12.0, 14.0, 20.0, 24.0, 27.0, 32.0, 70.0, 120.0, 235.0,
+)  # fmt: skip
+NEXT_SIZE_FACTOR = 1.3
+
+# The quants most repos publish, for "the next quant up" when the repo's own list is not known.
+COMMON_QUANTS: tuple[str, ...] = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16")
+
+
+class Severity(StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Advice:
+    code: str  # stable identifier: "low_headroom", "context_limited", "next_quant", ...
+    severity: Severity
+    message: str
+    numbers: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "severity": str(self.severity),
+            "message": self.message,
+            "numbers": dict(self.numbers),
+        }
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """A bigger quant, a bigger model or a longer context, evaluated here and on common hardware."""
+
+    kind: str  # "quant" | "size" | "context"
+    label: str  # "Q6_K", "14B", "32768 tokens"
+    plan: Plan  # the upgrade planned on this machine
+    needed_bytes: int  # memory the upgrade needs in all (RAM + VRAM)
+    extra_bytes: int  # more than the current plan needs
+    tier: str  # the tier whose memory holds it with the margin
+    holders: tuple[Hardware, ...] = ()  # the smallest GPU(s) and Mac that run it fully on the GPU
+
+    @property
+    def fits_here(self) -> bool:
+        return self.plan.placement != Placement.NONE
+
+
+# --- warnings: pure ---------------------------------------------------------------------------------
+
+
+def warnings(
+    plan_: Plan,
+    *,
+    next_quant: Upgrade | None = None,
+    next_size: Upgrade | None = None,
+    longer_context: Upgrade | None = None,
+) -> list[Advice]:
+    """Every warning a plan deserves, most severe first."""
+    found: list[Advice] = []
+    found += _fit_and_headroom(plan_)
+    found += _swap(plan_)
+    found += _other_programs(plan_)
+    found += _partial(plan_)
+    found += _context(plan_)
+    for upgrade in (next_quant, next_size, longer_context):
+        if upgrade is not None:
+            found.append(describe_upgrade(upgrade, current=plan_))
+    order = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
+    return sorted(found, key=lambda a: order[a.severity])
+
+
+def _shortfall(p: Plan) -> int:
+    """Bytes more than is free that the plan needs, margin included (0 when it fits)."""
+    return max(p.margin_bytes - p.headroom_bytes, 0)
+
+
+def _fit_and_headroom(p: Plan) -> list[Advice]:
+    numbers = {
+        "headroom_bytes": p.headroom_bytes,
+        "headroom_pct": round(p.headroom_pct, 1),
+        "margin_bytes": p.margin_bytes,
+    }
+    if p.placement == Placement.NONE:
+        short = _shortfall(p)
+        return [
+            Advice(
+                "does_not_fit",
+                Severity.CRITICAL,
+                f"does not fit: needs {format_bytes(short)} more than is free "
+                f"(the {format_bytes(p.margin_bytes)} safety margin included)",
+                {**numbers, "shortfall_bytes": short},
+            )
+        ]
+    left = f"{format_bytes(p.headroom_bytes)} ({format_pct(p.headroom_pct)})"
+    if p.headroom_pct < CRITICAL_HEADROOM_PCT:
+        return [
+            Advice(
+                "low_headroom",
+                Severity.CRITICAL,
+                f"only {left} stays free for other apps: under {CRITICAL_HEADROOM_PCT:.0f}%, "
+                "the system will compress or swap memory and the model will stall",
+                numbers,
+            )
+        ]
+    if p.headroom_pct < WARN_HEADROOM_PCT:
+        return [
+            Advice(
+                "low_headroom",
+                Severity.WARNING,
+                f"little room for other apps: {left} stays free (under {WARN_HEADROOM_PCT:.0f}%); "
+                "a browser with a few tabs can take 1-2 GB",
+                numbers,
+            )
+        ]
+    return []
+
+
+def _swap(p: Plan) -> list[Advice]:
+    """RAM the model would take beyond what is available: that much would come from swap."""
+    ram_need = _ram_need(p)
+    over = ram_need - p.ram_available_bytes
+    swap_free = p.machine.ram.swap_free_bytes
+    if over > 0 and swap_free > 0:
+        from_swap = min(over, swap_free)
+        return [
+            Advice(
+                "swap",
+                Severity.CRITICAL,
+                f"would use {format_bytes(from_swap)} of swap: the model's "
+                f"{format_bytes(ram_need)} in RAM is more than the "
+                f"{format_bytes(p.ram_available_bytes)} available; "
+                "generation would crawl",
+                {"swap_bytes": from_swap, "ram_bytes": ram_need},
+            )
+        ]
+    within_margin = ram_need > p.ram_available_bytes - p.margin_bytes
+    if over <= 0 and within_margin and swap_free > 0 and ram_need > 0:
+        return [
+            Advice(
+                "swap",
+                Severity.WARNING,
+                f"less than the {format_bytes(p.margin_bytes)} margin of RAM stays free: "
+                "the system may start swapping when another app needs memory",
+                {"ram_bytes": ram_need, "ram_available_bytes": p.ram_available_bytes},
+            )
+        ]
+    return []
+
+
+def _ram_need(p: Plan) -> int:
+    """RAM the plan draws on: its RAM part plus what a unified GPU (Apple, APU) takes from the same RAM."""
+    gpus = offload_devices(p.machine)
+    unified = sum(b.total for b, g in zip(p.estimate.vram, gpus, strict=False) if g.unified)
+    return p.estimate.ram_bytes + unified
+
+
+def _other_programs(p: Plan) -> list[Advice]:
+    """Memory other programs hold (total - available) that the model needs, to fit or to reach 15% free.
+
+    Per pool (RAM, GPU memory): when the model plus the margin does not fit in what is available but would in
+    the total, closing programs makes it fit (warning); when it fits but leaves under WARN_HEADROOM_PCT of the
+    available memory free, and closing programs could lift it there, say how much to close (info).
+    """
+    found = []
+    warn = WARN_HEADROOM_PCT / 100
+    for what, total, available, need in (
+        ("RAM", p.ram_total_bytes, p.ram_available_bytes, _ram_need(p)),
+        ("GPU memory", p.vram_total_bytes, p.vram_available_bytes, p.estimate.vram_bytes),
+    ):
+        in_use = total - available
+        if need <= 0 or in_use <= 0 or available <= 0:
+            continue
+        left = available - need
+        short = p.margin_bytes - left
+        if short > 0:
+            if need + p.margin_bytes <= total:
+                found.append(
+                    Advice(
+                        "other_programs",
+                        Severity.WARNING,
+                        f"other programs hold {format_bytes(in_use)} of {what}; the model needs "
+                        f"{format_bytes(short)} more than is free now: close some to make it fit",
+                        {"in_use_bytes": in_use, "needed_more_bytes": short, "memory": what},
+                    )
+                )
+            continue
+        if left / available >= warn:
+            continue
+        # Freeing x raises both: (left + x) / (available + x) >= warn.
+        to_free = int((warn * available - left) / (1 - warn)) + 1
+        if to_free <= in_use:
+            found.append(
+                Advice(
+                    "other_programs",
+                    Severity.INFO,
+                    f"other programs hold {format_bytes(in_use)} of {what}; closing "
+                    f"{format_bytes(to_free)} of it would leave {WARN_HEADROOM_PCT:.0f}% free",
+                    {"in_use_bytes": in_use, "to_free_bytes": to_free, "memory": what},
+                )
+            )
+    return found
+
+
+def _partial(p: Plan) -> list[Advice]:
+    if p.placement != Placement.PARTIAL:
+        return []
+    on_cpu = p.n_layers - p.gpu_layers
+    return [
+        Advice(
+            "partial_offload",
+            Severity.INFO,
+            f"{p.gpu_layers} of {p.n_layers} layers fit on the GPU; the other {on_cpu} run on the CPU, "
+            "which is several times slower per layer",
+            {"gpu_layers": p.gpu_layers, "n_layers": p.n_layers},
+        )
+    ]
+
+
+def _context(p: Plan) -> list[Advice]:
+    """A context the model was trained for but that does not fit: what the next step would cost."""
+    trained = p.meta.context_length
+    if p.placement == Placement.NONE or trained <= 0 or p.max_n_ctx >= trained:
+        return []
+    step = _next_context(p.max_n_ctx, trained)
+    now = estimate(
+        p.meta,
+        p.machine,
+        n_ctx=p.max_n_ctx,
+        gpu_layers=p.gpu_layers,
+        kv_type=p.kv_type,
+        flash_attn=p.flash_attn,
+    )
+    then = estimate(
+        p.meta,
+        p.machine,
+        n_ctx=step,
+        gpu_layers=p.gpu_layers,
+        kv_type=p.kv_type,
+        flash_attn=p.flash_attn,
+    )
+    more = then.total_bytes - now.total_bytes
+    return [
+        Advice(
+            "context_limited",
+            Severity.INFO,
+            f"a longer context would not fit: {p.max_n_ctx} tokens is the most here "
+            f"(trained for {trained}); {step} tokens would need {format_bytes(more)} more",
+            {"max_n_ctx": p.max_n_ctx, "trained_ctx": trained, "next_ctx": step, "needed_more_bytes": more},
+        )
+    ]
+
+
+def _next_context(current: int, trained: int) -> int:
+    """The next power of two above ``current`` (at least double), capped at the trained context."""
+    step = 1024
+    while step <= current:
+        step *= 2
+    return min(step, trained)
+
+
+def describe_upgrade(upgrade: Upgrade, *, current: Plan) -> Advice:
+    """One Advice for an evaluated upgrade: fits here (and how), or how much more, which tier and hardware."""
+    numbers: dict[str, Any] = {
+        "kind": upgrade.kind,
+        "label": upgrade.label,
+        "needed_bytes": upgrade.needed_bytes,
+        "extra_bytes": upgrade.extra_bytes,
+        "tier": upgrade.tier,
+        "hardware": [h.name for h in upgrade.holders],
+    }
+    code = f"next_{upgrade.kind}"
+    what = _upgrade_words(upgrade)
+    if upgrade.fits_here:
+        p = upgrade.plan
+        return Advice(
+            code,
+            Severity.INFO,
+            f"{what} also fits here: it needs {format_bytes(upgrade.extra_bytes)} more and would leave "
+            f"{format_bytes(p.headroom_bytes)} ({format_pct(p.headroom_pct)}) free, placement {p.placement}",
+            numbers,
+        )
+    short = _shortfall(upgrade.plan)
+    numbers["shortfall_bytes"] = short
+    where = describe_holders(upgrade.holders)
+    hardware = f"; it runs fully on {where}" if where else "; no GPU or Mac in our table holds it alone"
+    return Advice(
+        code,
+        Severity.INFO,
+        f"{what} needs {format_bytes(upgrade.extra_bytes)} more memory ({format_bytes(short)} more than is "
+        f"free here, margin included): {upgrade.tier.capitalize()} tier{hardware}",
+        numbers,
+    )
+
+
+def _upgrade_words(upgrade: Upgrade) -> str:
+    if upgrade.kind == "context":
+        return f"a {upgrade.label} context"
+    if upgrade.kind == "size":
+        return f"the next size up ({upgrade.label})"
+    return f"the next quant up ({upgrade.label})"
+
+
+# --- upgrades: evaluated on this machine and on the hardware table ------------------------------------
+
+
+def evaluate_upgrade(
+    current: Plan,
+    *,
+    kind: str,
+    label: str,
+    weights_scale: float = 1.0,
+    n_ctx: int | None = None,
+    margin_bytes: int | None = None,
+) -> Upgrade:
+    """Plan the upgrade at the current plan's context (or ``n_ctx``) here and on common hardware."""
+    ctx = n_ctx if n_ctx is not None else current.n_ctx
+    margin = margin_bytes if margin_bytes is not None else current.margin_bytes
+    here = plan(
+        current.meta,
+        current.machine,
+        n_ctx=ctx,
+        kv_type=current.kv_type,
+        margin_bytes=margin,
+        weights_scale=weights_scale,
+    )
+    # Same layer split as the current plan, weights scaled: what the upgrade needs wherever it lives.
+    needed = estimate(
+        current.meta,
+        current.machine,
+        n_ctx=ctx,
+        gpu_layers=current.gpu_layers,
+        kv_type=current.kv_type,
+        flash_attn=current.flash_attn,
+        weights_scale=weights_scale,
+    ).total_bytes
+    before = current.estimate.total_bytes
+    holders = smallest_holders(
+        current.meta,
+        current.machine,
+        n_ctx=ctx,
+        weights_scale=weights_scale,
+        kv_type=current.kv_type,
+        margin_bytes=margin,
+    )
+    return Upgrade(
+        kind=kind,
+        label=label,
+        plan=here,
+        needed_bytes=needed,
+        extra_bytes=max(needed - before, 0),
+        tier=str(tier_of(needed + margin + _in_use(current))),
+        holders=holders,
+    )
+
+
+def _in_use(p: Plan) -> int:
+    """RAM other programs hold here now: a machine that holds the upgrade must hold that too."""
+    return max(p.ram_total_bytes - p.ram_available_bytes, 0)
+
+
+def next_quant_up(quant: str | None, offered: Sequence[str] = COMMON_QUANTS) -> str | None:
+    """The lowest quant in ``offered`` that is better than ``quant`` (None at the top or when unknown)."""
+    from kaihe_desktop.core.quants import quality_rank
+
+    if quant is None:
+        return None
+    mine = quality_rank(quant)
+    better = [q for q in offered if quality_rank(q) < mine]
+    return max(better, key=quality_rank) if better else None
+
+
+def next_size_up(parameter_count: int) -> float | None:
+    """The next common model size (billions of parameters) at least 1.3x this one; None past the table."""
+    billions = parameter_count / 1e9
+    return next((s for s in COMMON_SIZES_B if s >= billions * NEXT_SIZE_FACTOR), None)
+
+
+def quant_scale(from_quant: str | None, to_quant: str) -> float | None:
+    """Weight-size ratio between two quants from their bits per weight (None when either is unknown)."""
+    src = quant_type(from_quant) if from_quant else None
+    dst = quant_type(to_quant)
+    if src is None or dst is None:
+        return None
+    return dst.bits_per_weight / src.bits_per_weight
+
+
+def upgrade_advice(
+    meta: ModelMeta,
+    machine: Machine,
+    *,
+    target_quant: str | None = None,
+    target_params: int | None = None,
+    target_ctx: int | None = None,
+    n_ctx: int | None = None,
+    kv_type: str = "f16",
+    margin_bytes: int | None = None,
+) -> list[Advice]:
+    """Before upgrading: what a bigger quant, a bigger model (same quant) or a longer context would need.
+
+    With no target given, the next quant up (COMMON_QUANTS) and the next size up (COMMON_SIZES_B) are
+    evaluated. A bigger model is approximated by scaling this one's weights (its KV cache is kept as is).
+    """
+    current = plan(meta, machine, n_ctx=n_ctx, kv_type=kv_type, margin_bytes=margin_bytes)
+    upgrades = upgrades_for(
+        current,
+        target_quant=target_quant,
+        target_params=target_params,
+        target_ctx=target_ctx,
+        margin_bytes=margin_bytes,
+    )
+    return [describe_upgrade(u, current=current) for u in upgrades]
+
+
+def upgrades_for(
+    current: Plan,
+    *,
+    target_quant: str | None = None,
+    target_params: int | None = None,
+    target_ctx: int | None = None,
+    margin_bytes: int | None = None,
+) -> list[Upgrade]:
+    """The upgrades ``upgrade_advice`` describes, as data (the CLI passes them to ``warnings``)."""
+    meta = current.meta
+    explicit = target_quant is not None or target_params is not None or target_ctx is not None
+    found: list[Upgrade] = []
+    quant = target_quant if explicit else next_quant_up(meta.file_type)
+    if quant is not None:
+        scale = quant_scale(meta.file_type, quant)
+        if scale is not None:
+            found.append(
+                evaluate_upgrade(
+                    current, kind="quant", label=quant, weights_scale=scale, margin_bytes=margin_bytes
+                )
+            )
+    params = target_params
+    if not explicit and meta.parameter_count > 0:
+        size = next_size_up(meta.parameter_count)
+        params = int(size * 1e9) if size is not None else None
+    if params is not None and meta.parameter_count > 0:
+        found.append(
+            evaluate_upgrade(
+                current,
+                kind="size",
+                label=_size_label(params),
+                weights_scale=params / meta.parameter_count,
+                margin_bytes=margin_bytes,
+            )
+        )
+    if target_ctx is not None:
+        found.append(
+            evaluate_upgrade(
+                current,
+                kind="context",
+                label=f"{target_ctx} tokens",
+                n_ctx=target_ctx,
+                margin_bytes=margin_bytes,
+            )
+        )
+    return found
+
+
+def _size_label(params: int) -> str:
+    billions = params / 1e9
+    if billions < 1:
+        return f"{params / 1e6:.0f}M"
+    return f"{billions:.0f}B" if abs(billions - round(billions)) < 0.05 else f"{billions:.1f}B"
