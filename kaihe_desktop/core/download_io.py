@@ -73,10 +73,13 @@ class HashingWriter:
         self._hash_error: BaseException | None = None
         self.position = have
         self.written_now = 0
-        self._thread = threading.Thread(target=self._hash_loop, name="kaihe-sha256", daemon=True)
-        self._thread.start()
+        self._start_hasher()
         if have:
             self._queue.put(have)  # hash the prefix already on disk, then what arrives
+
+    def _start_hasher(self) -> None:
+        self._thread = threading.Thread(target=self._hash_loop, name="kaihe-sha256", daemon=True)
+        self._thread.start()
 
     def _hash_loop(self) -> None:
         try:
@@ -85,9 +88,6 @@ class HashingWriter:
                 if item is None:
                     return
                 if isinstance(item, int):
-                    if item == -1:
-                        self._digest = hashlib.sha256()
-                        continue
                     self._hash_prefix(item)
                 else:
                     self._digest.update(item)
@@ -134,10 +134,15 @@ class HashingWriter:
 
     def truncate(self, size: int | None = None) -> int:
         self._fh.flush()
+        self._queue.put(None)  # let the hasher finish reading what it was given before the file shrinks
+        self._thread.join()
         new_size = self._fh.truncate(self.position if size is None else size)
         if new_size != 0:
             raise DownloadError(f"{self._what}: cannot restart the download from byte {new_size}")
-        self._queue.put(-1)  # the server ignored Range: start the hash over with the file
+        # the server ignored Range: the file starts over, and so does its hash
+        self._digest = hashlib.sha256()
+        self._hash_error = None
+        self._start_hasher()
         self._on_bytes(-self.written_now)
         self.written_now = 0
         return new_size

@@ -296,7 +296,8 @@ class HubServer:
         self._repos: dict[str, HubRepo] = {}
         self._faults: dict[tuple[str, str | None], Fault] = {}
         self._bytes: dict[tuple[str, str], int] = {}
-        self._records: list[RequestRecord] = []
+        self._records: list[tuple[int, RequestRecord]] = []
+        self._seq = 0
         self._lock = threading.RLock()
         self._port = port
         self._hub: ThreadingHTTPServer | None = None
@@ -460,7 +461,7 @@ class HubServer:
         with self._lock:
             return [
                 rec
-                for rec in self._records
+                for _seq, rec in self._records
                 if (repo_id is None or rec.repo_id == repo_id)
                 and (filename is None or rec.filename == filename)
             ]
@@ -500,9 +501,16 @@ class HubServer:
             key = (repo_id, filename)
             self._bytes[key] = self._bytes.get(key, 0) + n
 
-    def _record(self, record: RequestRecord) -> None:
+    def _next_seq(self) -> int:
         with self._lock:
-            self._records.append(record)
+            self._seq += 1
+            return self._seq
+
+    def _record(self, seq: int, record: RequestRecord) -> None:
+        """Kept in arrival order (a response may finish after the client's next request did)."""
+        with self._lock:
+            self._records.append((seq, record))
+            self._records.sort(key=lambda item: item[0])
 
 
 class _Server(ThreadingHTTPServer):
@@ -547,6 +555,9 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     def _dispatch(self, method: str) -> None:
         self._status = 0
+        self._seq = self.server_hub._next_seq()
+        self._recorded = False
+        self._method = method
         self._repo_id: str | None = None
         self._filename: str | None = None
         split = urlsplit(self.path)
@@ -564,17 +575,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
-            self.server_hub._record(
-                RequestRecord(
-                    method=method,
-                    path=self.path,
-                    repo_id=self._repo_id,
-                    filename=self._filename,
-                    range=self.headers.get("Range"),
-                    status=self._status,
-                    authorization=bool(self.headers.get("Authorization")),
-                )
-            )
+            self._record_now()
 
     def _route(self, method: str, parts: list[str]) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -611,8 +612,27 @@ class _HubHandler(BaseHTTPRequestHandler):
 
     # --- helpers ------------------------------------------------------------------------------------
 
+    def _record_now(self) -> None:
+        """Record the request once, before its response reaches the client (tests look right after)."""
+        if self._recorded:
+            return
+        self._recorded = True
+        self.server_hub._record(
+            self._seq,
+            RequestRecord(
+                method=self._method,
+                path=self.path,
+                repo_id=self._repo_id,
+                filename=self._filename,
+                range=self.headers.get("Range"),
+                status=self._status,
+                authorization=bool(self.headers.get("Authorization")),
+            ),
+        )
+
     def _send_headers(self, status: int, headers: Mapping[str, str]) -> None:
         self._status = status
+        self._record_now()
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)
@@ -1021,9 +1041,9 @@ class _HubHandler(BaseHTTPRequestHandler):
                 if corrupt_at is not None and start + sent <= corrupt_at < start + sent + len(data):
                     i = corrupt_at - start - sent
                     data = data[:i] + bytes([data[i] ^ 0xFF]) + data[i + 1 :]
+                self.server_hub._count(repo_id, entry.name, len(data))  # before the client can see them
                 self.wfile.write(data)
                 sent += len(data)
-                self.server_hub._count(repo_id, entry.name, len(data))
                 if bandwidth:
                     ahead = sent / bandwidth - (time.monotonic() - began)
                     if ahead > 0:
