@@ -139,7 +139,8 @@ class _Room:
 def _rooms(est: MemoryEstimate, machine: Machine) -> list[_Room]:
     gpus = offload_devices(machine)
     unified_need = sum(b.total for b, g in zip(est.vram, gpus, strict=True) if g.unified)
-    rooms = [_Room("RAM", est.ram.total + unified_need, machine.ram.available_bytes, machine.ram.total_bytes)]
+    ram_need = est.ram_needed_bytes + unified_need
+    rooms = [_Room("RAM", ram_need, machine.ram.available_bytes, machine.ram.total_bytes)]
     for part, gpu in zip(est.vram, gpus, strict=True):
         if part.total > 0:
             rooms.append(_Room(gpu.name, part.total, gpu.memory_free_bytes, gpu.memory_total_bytes))
@@ -148,6 +149,11 @@ def _rooms(est: MemoryEstimate, machine: Machine) -> list[_Room]:
 
 def _fits(est: MemoryEstimate, machine: Machine, margin: int) -> bool:
     return all(room.left >= margin for room in _rooms(est, machine))
+
+
+def _gpus_fit(est: MemoryEstimate, machine: Machine, margin: int) -> bool:
+    """The GPU side alone: more layers only ever need more of it (while RAM needs less)."""
+    return all(room.left >= margin for room in _rooms(est, machine)[1:])
 
 
 def _tightest(est: MemoryEstimate, machine: Machine) -> _Room:
@@ -206,9 +212,11 @@ def plan(
             return 0 if fits(ctx, 0) else None
         if fits(ctx, total_layers):
             return total_layers
-        found = _largest(1, total_layers - 1, lambda n: fits(ctx, n))
-        if found is not None:
-            return found
+        # VRAM need grows with the layers and RAM need shrinks: the most layers the GPUs hold is the best
+        # partial placement, and the only one to check against RAM
+        most = _largest(1, total_layers - 1, lambda n: _gpus_fit(est(ctx, n), machine, margin))
+        if most is not None and fits(ctx, most):
+            return most
         return 0 if fits(ctx, 0) else None
 
     if n_ctx is not None:

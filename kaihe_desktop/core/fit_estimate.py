@@ -106,11 +106,23 @@ class MemoryEstimate:
     kv_bytes_per_layer: tuple[int, ...]
     swa_full: bool = True
     ram_resident: int = 0  # expected RSS growth of the process in use (see resident_bytes)
+    ram_reclaimable: int = 0  # part of ram.weights the kernel may drop at no cost (see ram_needed_bytes)
     kv_cells_per_layer: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def ram_bytes(self) -> int:
         return self.ram.total
+
+    @property
+    def ram_needed_bytes(self) -> int:
+        """RAM the model needs to run well: ram_bytes less the mapped pages never read after loading.
+
+        llama.cpp maps the whole span of the file it uses from the CPU; tensors inside that span which were
+        repacked into a copy, or copied to a GPU (or, on a unified GPU, are the GPU's own mapping of the same
+        pages) are read once at load and never again, so under memory pressure the kernel drops them
+        first and for free. They count in RSS (resident_bytes) but not in what the planner must find free.
+        """
+        return self.ram.total - self.ram_reclaimable
 
     @property
     def vram_bytes(self) -> int:
@@ -350,6 +362,7 @@ class _Weights:
     mapped: int  # CPU mapped span (file-backed, resident)
     repack: int  # repacked CPU copies
     per_gpu: tuple[int, ...]
+    reclaimable: int  # mapped pages never read again after loading (repacked or offloaded tensors)
 
 
 def _weights(
@@ -360,6 +373,7 @@ def _weights(
     repackable = repack_types(machine)
     repack = 0
     cpu_spans: list[tuple[int, int]] = []
+    kept = 0
     offset = 0
     tied = not any(t.name == "output.weight" for t in meta.tensors)
     for tensor in meta.tensors:
@@ -375,6 +389,7 @@ def _weights(
             repack += tensor.n_bytes
             continue
         cpu_spans.append((start, start + tensor.n_bytes))
+        kept += size
         if tied and tensor.name == "token_embd.weight":
             # the output layer reuses the embeddings: a copy on the GPU, or a repacked copy on the CPU
             if output_gpu is not None:
@@ -386,6 +401,7 @@ def _weights(
         mapped=round(mapped * scale),
         repack=round(repack * scale),
         per_gpu=tuple(round(b * scale) for b in per_gpu),
+        reclaimable=round(max(0, mapped - kept) * scale),
     )
 
 
@@ -535,6 +551,7 @@ def estimate(
         kv_bytes_per_layer=kv_layers,
         swa_full=swa_full,
         ram_resident=resident,
+        ram_reclaimable=weights.reclaimable,
         kv_cells_per_layer=cells,
     )
 

@@ -20,8 +20,9 @@ Constants, and how they were set:
   the range below covers it.
 - Fixed cost per token: 0.45 ms plus 17.5 ns per vocabulary entry (llama-cpp-python copies and samples the
   logits in Python), measured with tiny models of 4k and 32k vocabularies (2000 and 1000 tokens/s).
-- GPU_BANDWIDTH_EFFICIENCY: llama.cpp's CUDA/Metal generation reaches 55-80% of the data-sheet bandwidth
-  (e.g. an RTX 4090 at 1008 GB/s runs an 8B Q4_K_M, 4.9 GB, at ~130 tokens/s: 0.63); 0.65 is the centre.
+- GPU_BANDWIDTH_EFFICIENCY: llama.cpp's CUDA generation reaches ~60% of the data-sheet bandwidth (an RTX
+  4090, 1008 GB/s, runs an 8B Q4_K_M, 4.9 GB, at ~130 tokens/s: 0.63); Metal ~80% (llama.cpp's Apple
+  Silicon benchmarks, discussion #4167: an M2, 100 GB/s, runs a 7B Q4_0, 3.8 GB, at ~22 tokens/s: 0.83).
   GPU bandwidth comes from the profile's GpuInfo.bandwidth_gbps or the packaged hardware table by name.
 The range: low = the centre at a full context with the efficiency 25% lower, high = the centre at an empty
 context with the efficiency 20% higher; benchmarks/fit_accuracy.py checks the centre at a short context
@@ -34,14 +35,15 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from kaihe_desktop.core.machine import GpuInfo, Machine
+from kaihe_desktop.core.machine import GpuInfo, GpuVendor, Machine
 from kaihe_desktop.core.model_meta import ModelMeta
 
 if TYPE_CHECKING:
     from kaihe_desktop.core.fit_estimate import MemoryEstimate
 
 CPU_BANDWIDTH_EFFICIENCY: Final = 0.7
-GPU_BANDWIDTH_EFFICIENCY: Final = 0.65
+GPU_BANDWIDTH_EFFICIENCY: Final = 0.62
+APPLE_BANDWIDTH_EFFICIENCY: Final = 0.8
 CPU_WEIGHTS_PER_S_PER_THREAD: Final = 8.0e9
 FIXED_S_PER_TOKEN: Final = 0.45e-3
 FIXED_S_PER_VOCAB_ENTRY: Final = 17.5e-9
@@ -176,7 +178,8 @@ def seconds_per_token(
         bandwidth = gpu_bandwidth_gbps(gpu)
         if not bandwidth:
             return None
-        seconds += cost.read_bytes[i + 1] / (bandwidth * 1e9 * GPU_BANDWIDTH_EFFICIENCY)
+        efficiency = APPLE_BANDWIDTH_EFFICIENCY if gpu.vendor == GpuVendor.APPLE else GPU_BANDWIDTH_EFFICIENCY
+        seconds += cost.read_bytes[i + 1] / (bandwidth * 1e9 * efficiency)
     return seconds
 
 
