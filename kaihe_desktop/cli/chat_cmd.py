@@ -112,7 +112,10 @@ def run(args: argparse.Namespace) -> int:
             on_progress=None if quiet else _show_progress,
         )
         if not quiet:
-            _err(f"\rloaded {label}: {loaded.n_ctx} tokens of context, {decision.options.n_threads} threads")
+            _err(
+                f"\rloaded {label} ({decision.placement}): {loaded.n_ctx} tokens of context, "
+                f"{decision.options.n_threads} threads"
+            )
             if decision.forced:
                 _err("warning: " + "; ".join(decision.warnings))
             if chat_format.mode == "completion":
@@ -253,8 +256,12 @@ def _ctrl_c_stops(session: ChatSession) -> Iterator[_Guard]:
 
 
 def _show_progress(event: p.Progress) -> None:
-    sys.stderr.write(f"\rloading… {event.fraction * 100:3.0f}%")
-    sys.stderr.flush()
+    """A live percentage on a terminal; one line otherwise (logs, pipes)."""
+    if sys.stderr.isatty():
+        sys.stderr.write(f"\rloading… {event.fraction * 100:3.0f}%")
+        sys.stderr.flush()
+    elif event.fraction == 0.0 and event.stage == "reading":
+        _err("loading…")
 
 
 def _err(text: str) -> None:
