@@ -14,8 +14,9 @@ import re
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, human_bytes, machine_from_args
 from kaihe_desktop.core.download_queue import DownloadQueue, QueueItem
@@ -31,6 +32,8 @@ from kaihe_desktop.core.library import Library, LibraryEntry
 from kaihe_desktop.core.variants import Variant, find_variant
 
 HUB_LISTING_TIMEOUT_S = 60.0
+HEADER_ATTEMPTS = 4
+T = TypeVar("T")
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -92,7 +95,10 @@ def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDec
         if not variants:
             raise UnsafeFilenameError(f"{repo_id}: every variant has a file name that leaves its folder")
     header_of = wanted or min(variants, key=lambda v: (len(v.files), v.size_bytes))
-    meta = read_remote(repo_id, header_of.first_file, revision=args.revision)
+    meta = _with_retries(
+        lambda: read_remote(repo_id, header_of.first_file, revision=args.revision),
+        what=f"reading the header of {repo_id}/{header_of.first_file}",
+    )
     machine = machine_from_args(args)
     options = [
         QuantOption(quant=v.quant, size_bytes=v.size_bytes, files=tuple(f.path for f in v.files))
@@ -109,6 +115,22 @@ def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDec
     advice = [a for a in warnings(plan) if a.severity in (Severity.CRITICAL, Severity.WARNING)]
     fits = str(plan.placement) != "none"
     return PullDecision(variant=variant, reason=reason, warnings=tuple(a.message for a in advice), fits=fits)
+
+
+def _with_retries(fn: Callable[[], T], *, what: str, attempts: int = HEADER_ATTEMPTS) -> T:
+    """Transient Hub failures (5xx, 429, timeouts) get a few more tries with backoff; others fail at once."""
+    from kaihe_desktop.core.errors import GatedRepoError, HubError, RepoNotFoundError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except (GatedRepoError, RepoNotFoundError):
+            raise
+        except HubError as exc:
+            if attempt == attempts:
+                raise HubError(f"{what} failed after {attempts} attempts: {exc}") from exc
+            time.sleep(min(8.0, 2.0 ** (attempt - 1)))
+    raise AssertionError("unreachable")
 
 
 def _check_names(variant: Variant) -> None:
@@ -182,6 +204,7 @@ def _download_in_thread(
 ) -> DownloadResult:
     """Run the download in a worker so Ctrl-C in the main thread becomes a clean pause (partials kept)."""
     cancel = threading.Event()
+    finished = threading.Event()  # not Thread.join: a Ctrl-C inside join() can leave the thread looking dead
     box: dict[str, Any] = {}
 
     def work() -> None:
@@ -191,15 +214,17 @@ def _download_in_thread(
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             box["error"] = exc
+        finally:
+            finished.set()
 
-    worker = threading.Thread(target=work, name="kaihe-pull", daemon=True)
-    worker.start()
+    threading.Thread(target=work, name="kaihe-pull", daemon=True).start()
     try:
-        while worker.is_alive():
-            worker.join(timeout=0.2)
+        while not finished.wait(0.2):
+            pass
     except KeyboardInterrupt:
         cancel.set()
-        worker.join()
+        while not finished.wait(0.2):
+            pass
         if "error" not in box:  # it had just finished
             done: DownloadResult = box["result"]
             return done
