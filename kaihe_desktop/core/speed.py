@@ -18,8 +18,9 @@ Constants, and how they were set:
   count llama-cpp-python picks on 2 logical CPUs: cpu_count // 2): 26 tokens/s = 268 M weights in about
   33 ms after the fixed costs, i.e. ~8e9 weights/s per thread. Laptops with AVX2 only are slower per core;
   the range below covers it.
-- Fixed cost per token: 0.45 ms plus 17.5 ns per vocabulary entry (llama-cpp-python copies and samples the
-  logits in Python), measured with tiny models of 4k and 32k vocabularies (2000 and 1000 tokens/s).
+- Fixed cost per token: 0.25 ms plus 3 ns per vocabulary entry (graph building, and llama-cpp-python copying
+  and sampling the logits), what is left of the time per token of tiny models (4k and 32k vocabularies,
+  ~2000 and ~700-1000 tokens/s) once their weights' compute is taken out.
 - GPU_BANDWIDTH_EFFICIENCY: llama.cpp's CUDA generation reaches ~60% of the data-sheet bandwidth (an RTX
   4090, 1008 GB/s, runs an 8B Q4_K_M, 4.9 GB, at ~130 tokens/s: 0.63); Metal ~80% (llama.cpp's Apple
   Silicon benchmarks, discussion #4167: an M2, 100 GB/s, runs a 7B Q4_0, 3.8 GB, at ~22 tokens/s: 0.83).
@@ -45,8 +46,8 @@ CPU_BANDWIDTH_EFFICIENCY: Final = 0.7
 GPU_BANDWIDTH_EFFICIENCY: Final = 0.62
 APPLE_BANDWIDTH_EFFICIENCY: Final = 0.8
 CPU_WEIGHTS_PER_S_PER_THREAD: Final = 8.0e9
-FIXED_S_PER_TOKEN: Final = 0.45e-3
-FIXED_S_PER_VOCAB_ENTRY: Final = 17.5e-9
+FIXED_S_PER_TOKEN: Final = 0.25e-3
+FIXED_S_PER_VOCAB_ENTRY: Final = 3e-9
 LOW_FACTOR: Final = 0.75
 HIGH_FACTOR: Final = 1.2
 SHORT_CONTEXT: Final = 512  # tokens in the cache for the "empty context" end of the range
