@@ -104,17 +104,19 @@ def test_one_tree_call_per_repo_and_no_info_calls(
 def test_sort_and_cursor_paging(hub: HubServer, catalog: Catalog, variant_files: dict[str, Path]) -> None:
     for n, (downloads, likes) in enumerate([(10, 3), (30, 1), (20, 2), (5, 9), (1, 4)]):
         _add(hub, f"kaiheC/M{n}-GGUF", {"M-Q4_0.gguf": variant_files["Tiny-Q4_0.gguf"]},
-             downloads=downloads, likes=likes)  # fmt: skip
+             downloads=downloads, likes=likes, last_modified=f"2025-0{n + 1}-01T00:00:00.000Z")  # fmt: skip
     old_page = hub.page_size
     hub.page_size = 2  # force the Link-header cursor pages huggingface_hub follows
     try:
         by_downloads = catalog.search("kaihec", sort="downloads", limit=5).repos
         by_likes = catalog.search("kaihec", sort="likes", limit=5).repos
+        by_recent = catalog.search("kaihec", sort="recent", limit=5).repos
         page2 = catalog.search("kaihec", sort="downloads", limit=2, page=2).repos
     finally:
         hub.page_size = old_page
     assert [r.hub.downloads for r in by_downloads] == [30, 20, 10, 5, 1]
     assert [r.hub.likes for r in by_likes] == [9, 4, 3, 2, 1]
+    assert [r.repo_id for r in by_recent] == [f"kaiheC/M{n}-GGUF" for n in (4, 3, 2, 1, 0)]
     assert [r.hub.downloads for r in page2] == [10, 5]
 
 
