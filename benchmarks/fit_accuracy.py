@@ -1,0 +1,148 @@
+"""Fit accuracy: the memory estimator and the speed estimate against real llama.cpp runs on this machine.
+
+For each model and context: the estimate (kaihe_desktop.core.fit.estimate for this machine) against
+  - the sum of the buffers llama.cpp reports in its log (model incl. CPU_REPACK, KV, compute, output):
+    bar +-10%;
+  - the growth of the process's RSS after loading and decoding one micro-batch plus a few tokens (each load
+    in a fresh process; see tests/helpers/llama_probe.py for what RSS counts and why): bar +-15%.
+Models: the starter model (Gemma 3 270M Q4_K_M) at 2048, 8192 and 32768 context, and tiny models of other
+architectures written with gguf here: llama with GQA (Q4_0, repacked on AVX2), qwen3, qwen3moe (MoE) and
+gemma3 (sliding window).
+Then the speed check: predicted generation tokens/s of the starter model (the centre of the estimate at the
+context the run reached, with the RAM bandwidth measured now) against the measured median time per token
+(best of --speed-runs runs): bar +-35%.
+
+Exits 1 if any figure is outside its bar.
+Run: .venv/bin/python benchmarks/fit_accuracy.py [--speed-runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from kaihe_desktop.core.bandwidth import ram_bandwidth_gbps  # noqa: E402
+from kaihe_desktop.core.fit import estimate  # noqa: E402
+from kaihe_desktop.core.gguf_meta import read_local  # noqa: E402
+from kaihe_desktop.core.hardware import probe  # noqa: E402
+from kaihe_desktop.core.speed import seconds_per_token  # noqa: E402
+from kaihe_desktop.core.starter import starter_model_path  # noqa: E402
+from tests.helpers.llama_probe import ProbeResult, probe_load  # noqa: E402
+from tests.helpers.tiny_gguf import write_tiny_model  # noqa: E402
+
+MIB = 2**20
+BUFFER_BAR = 10.0
+RSS_BAR = 15.0
+SPEED_BAR = 35.0
+STARTER_CACHE = Path.home() / ".cache" / "kaihe-tests"
+
+
+def tiny_models(root: Path) -> dict[str, Path]:
+    common = {"n_vocab": 16384, "n_ctx_train": 16384}
+    return {
+        "tiny llama GQA Q4_0": write_tiny_model(
+            root / "llama.gguf", arch="llama", n_layer=6, n_embd=512, n_head=8, n_head_kv=2, n_ff=1536,
+            tensor_type="Q4_0", **common,
+        ),
+        "tiny qwen3 Q8_0": write_tiny_model(
+            root / "qwen3.gguf", arch="qwen3", n_layer=4, n_embd=384, n_head=8, n_head_kv=2, head_dim=64,
+            n_ff=1024, tensor_type="Q8_0", **common,
+        ),
+        "tiny qwen3moe Q8_0": write_tiny_model(
+            root / "moe.gguf", arch="qwen3moe", n_layer=4, n_embd=384, n_head=8, n_head_kv=4, head_dim=48,
+            n_expert=16, n_expert_used=4, n_ff_expert=256, tensor_type="Q8_0", **common,
+        ),
+        "tiny gemma3 SWA Q8_0": write_tiny_model(
+            root / "gemma3.gguf", arch="gemma3", n_layer=6, n_embd=384, n_head=4, n_head_kv=1, head_dim=128,
+            n_ff=1024, sliding_window=512, tensor_type="Q8_0", **common,
+        ),
+    }  # fmt: skip
+
+
+def pct(estimated: float, actual: float) -> float:
+    return 100.0 * (estimated / actual - 1.0) if actual else float("inf")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--speed-runs", type=int, default=3)
+    args = parser.parse_args()
+
+    machine = probe(measure_bandwidth=False)
+    starter = starter_model_path(STARTER_CACHE)
+    cases: list[tuple[str, Path, int]] = [
+        ("starter gemma3 270M Q4_K_M", starter, n) for n in (2048, 8192, 32768)
+    ]
+    failures: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="kaihe-fit-bench-") as tmp:
+        for name, path in tiny_models(Path(tmp)).items():
+            cases += [(name, path, 4096), (name, path, 16384)]
+
+        print(
+            f"machine: {machine.cpu.brand}, {machine.cpu.cores_logical} CPUs, features {machine.cpu.features}"
+        )
+        header = (
+            f"{'model':28} {'n_ctx':>6} | {'weights est/rep':>17} {'KV est/rep':>15} "
+            f"{'compute est/rep':>17} | {'buffers est':>11} {'reported':>9} {'err':>7} | "
+            f"{'resident est':>12} {'RSS growth':>10} {'err':>7}"
+        )
+        print(header)
+        print("-" * len(header))
+        for name, path, n_ctx in cases:
+            meta = read_local(path)
+            est = estimate(meta, machine, n_ctx=n_ctx)
+            real: ProbeResult = probe_load(path, n_ctx=n_ctx)
+            buf_err = pct(est.buffers_bytes, real.reported_total)
+            rss_err = pct(est.resident_bytes, real.rss_growth)
+            flag = ""
+            if abs(buf_err) > BUFFER_BAR:
+                failures.append(f"{name}@{n_ctx}: buffers {buf_err:+.1f}%")
+                flag += " BUF!"
+            if abs(rss_err) > RSS_BAR:
+                failures.append(f"{name}@{n_ctx}: RSS {rss_err:+.1f}%")
+                flag += " RSS!"
+            print(
+                f"{name:28} {n_ctx:>6} | {est.ram.weights / MIB:8.1f}/{real.model_bytes / MIB:<8.1f} "
+                f"{est.ram.kv_cache / MIB:7.1f}/{real.kv_bytes / MIB:<7.1f} "
+                f"{est.ram.compute / MIB:8.1f}/{real.compute_bytes / MIB:<8.1f} | "
+                f"{est.buffers_bytes / MIB:9.1f}Mi {real.reported_total / MIB:7.1f}Mi {buf_err:+6.1f}% | "
+                f"{est.resident_bytes / MIB:10.1f}Mi {real.rss_growth / MIB:8.1f}Mi {rss_err:+6.1f}%{flag}",
+                flush=True,
+            )
+
+    # --- speed --------------------------------------------------------------------------------------
+    bandwidth = ram_bandwidth_gbps(refresh=True)
+    meta = read_local(starter)
+    n_ctx = 2048
+    runs = [probe_load(starter, n_ctx=n_ctx, n_gen=32) for _ in range(max(1, args.speed_runs))]
+    measured = max(r.tokens_per_s for r in runs)
+    est = estimate(meta, machine, n_ctx=n_ctx)
+    seconds = seconds_per_token(meta, machine, est, context_tokens=512 + 16, ram_bandwidth_gbps=bandwidth)
+    predicted = 1.0 / seconds if seconds else 0.0
+    speed_err = pct(predicted, measured)
+    print()
+    print(f"RAM bandwidth measured now: {bandwidth:.1f} GB/s (copy)")
+    print(f"{'speed (starter, tokens/s)':28} {'predicted':>10} {'measured':>10} {'err':>7}")
+    print(
+        f"{'generation at ~530 tokens':28} {predicted:10.1f} {measured:10.1f} {speed_err:+6.1f}%   "
+        f"(runs: {', '.join(f'{r.tokens_per_s:.1f}' for r in runs)})"
+    )
+    if abs(speed_err) > SPEED_BAR:
+        failures.append(f"speed: predicted {predicted:.1f} vs measured {measured:.1f} ({speed_err:+.1f}%)")
+
+    print()
+    if failures:
+        print("OUTSIDE THE BARS:")
+        for line in failures:
+            print("  " + line)
+        return 1
+    print(f"all within the bars: buffers +-{BUFFER_BAR:.0f}%, RSS +-{RSS_BAR:.0f}%, speed +-{SPEED_BAR:.0f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
