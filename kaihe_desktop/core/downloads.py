@@ -49,6 +49,7 @@ from kaihe_desktop.core.errors import (
     RepoNotFoundError,
     UnsafeFilenameError,
 )
+from kaihe_desktop.core.hub_listing import is_offline
 from kaihe_desktop.core.variants import RepoFile, Variant
 
 PARTIAL_DIR = ".partial"
@@ -231,6 +232,10 @@ class Downloader:
         """Every shard and the projector of ``variant``, verified; resumes whatever a previous run left."""
         files = variant.all_files
         targets = [self.destination(repo_id, f.path) for f in files]  # refuse bad names before any byte
+        if is_offline() and not all(self._complete_on_disk(repo_id, f) for f in files):
+            raise HubUnreachableError(
+                f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); partial files are kept"
+            )
         self.check_disk_space(repo_id, files, revision=revision)
         meter = ProgressMeter(repo_id=repo_id, files=files, callback=progress)
         done: list[DownloadedFile] = []
@@ -280,6 +285,7 @@ class Downloader:
                 ), revision
         url = hf_hub_url(repo_id, remote.path, revision=revision, endpoint=self.endpoint)
         attempt = 0
+        unreachable_since: float | None = None
         while True:
             if cancel is not None and cancel.is_set():
                 raise DownloadCancelled(f"{what}: download paused; the partial file is kept for resume")
@@ -305,6 +311,16 @@ class Downloader:
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
                     raise DiskFullError(f"the disk filled up while writing {what}; partial kept") from exc
                 attempt += 1
+                if isinstance(exc, httpx2.ConnectError):  # no route to the Hub at all: bounded by timeout_s
+                    now = time.monotonic()
+                    unreachable_since = unreachable_since if unreachable_since is not None else now
+                    if now - unreachable_since >= self.timeout_s or attempt > self.max_retries:
+                        raise HubUnreachableError(
+                            f"cannot reach the Hub at {self._endpoint()} to download {what} "
+                            f"(tried for {now - unreachable_since:.0f} s); the partial file is kept"
+                        ) from exc
+                else:
+                    unreachable_since = None
                 if not retryable or attempt > self.max_retries:
                     reason = f"HTTP {status}" if status is not None else (str(exc).splitlines() or ["?"])[0]
                     tries = f" after {attempt} attempts" if retryable else ""
@@ -312,6 +328,8 @@ class Downloader:
                 wait = _retry_after(exc)
                 if wait is None:
                     wait = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
+                if unreachable_since is not None:
+                    wait = max(0.0, min(wait, unreachable_since + self.timeout_s - time.monotonic()))
                 if cancel is not None:
                     if cancel.wait(wait):
                         raise DownloadCancelled(
@@ -391,8 +409,11 @@ class Downloader:
     def _token_given(self) -> bool:
         return bool(self.token) or bool(os.environ.get("HF_TOKEN"))
 
+    def _endpoint(self) -> str:
+        return (self.endpoint or constants.ENDPOINT).rstrip("/")
+
     def _gated_message(self, repo_id: str) -> str:
-        base = (self.endpoint or constants.ENDPOINT).rstrip("/")
+        base = self._endpoint()
         return (
             f"{repo_id} is gated: accept the licence at {base}/{repo_id} and log in "
             "(`hf auth login`, or set HF_TOKEN)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import socket
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ from kaihe_desktop.core.errors import (
     DownloadCancelled,
     DownloadError,
     GatedRepoError,
+    HubUnreachableError,
     RepoNotFoundError,
     UnsafeFilenameError,
 )
@@ -381,3 +383,25 @@ def test_queue_pause_and_failures(tmp_path: Path, one_file_repo, hub: HubServer)
     )
     assert [o.entry.repo_id for o in outcomes if o.entry] == [repo_id]
     assert [e.repo_id for e in library.entries()] == [repo_id]
+
+
+def test_offline_mode_fails_at_once_with_a_clear_error(
+    downloader: Downloader, one_file_repo, hub: HubServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo_id, _, variant = one_file_repo
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(HubUnreachableError, match="offline mode is on"):
+        downloader.download_variant(repo_id, variant)
+    assert hub.requests(repo_id) == []
+
+
+def test_unreachable_hub_gives_up_after_the_timeout(tmp_path: Path, one_file_repo) -> None:
+    _, _, variant = one_file_repo
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    nowhere = Downloader(
+        models_dir=tmp_path / "m", endpoint=f"http://127.0.0.1:{port}", timeout_s=0.3, backoff_base_s=0.05
+    )
+    with pytest.raises(HubUnreachableError, match=f"cannot reach the Hub at http://127.0.0.1:{port}"):
+        nowhere.download_variant("kaihe-dl/one-GGUF", variant)
