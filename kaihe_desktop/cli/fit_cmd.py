@@ -32,7 +32,7 @@ from kaihe_desktop.core.advice import (
     upgrades_for,
     warnings,
 )
-from kaihe_desktop.core.errors import ModelNotFoundError
+from kaihe_desktop.core.errors import ModelFileError, ModelNotFoundError
 from kaihe_desktop.core.fit import DEFAULT_CONTEXT, Breakdown, Plan, plan
 from kaihe_desktop.core.gguf_meta import read_local, read_remote
 from kaihe_desktop.core.hub_listing import hub_errors, run_with_deadline
@@ -191,7 +191,7 @@ class FitReport:
                 "quant": self.pick.quant if self.pick else self.meta.file_type,
                 "parameter_count": self.meta.parameter_count,
                 "trained_ctx": self.meta.context_length,
-                "file_size_bytes": self.meta.file_size_bytes,
+                "file_size_bytes": self.pick.option.size_bytes if self.pick else self.meta.file_size_bytes,
                 "total_bytes": self.plan.estimate.total_bytes,
                 "tier": str(tier_for(self.machine).tier),
                 "warnings": [a.to_dict() for a in self.advice],
@@ -217,7 +217,10 @@ def fit_report(
     scale = 1.0
     next_quant: Upgrade | None = None
     if kind == "local":
-        meta = read_local(Path(where))
+        try:
+            meta = read_local(Path(where))
+        except OSError as exc:  # unreadable (permissions, I/O error): still one clear line
+            raise ModelFileError(f"{where}: cannot read it ({exc.strerror or exc})") from exc
         source = where
     elif kind == "file":
         assert filename is not None
@@ -255,7 +258,7 @@ def fit_report(
             next_quant = evaluate_upgrade(
                 final, kind="quant", label=up, weights_scale=weights_scale(option, meta)
             )
-        upgrades = [u for u in upgrades_for(final) if u.kind == "size"]
+        upgrades = [u for u in upgrades_for(final, quant=chosen.quant) if u.kind == "size"]
     else:
         upgrades = upgrades_for(final)
         next_quant = next((u for u in upgrades if u.kind == "quant"), None)
@@ -276,11 +279,12 @@ def render(report: FitReport) -> str:
         else f"{meta.parameter_count / 1e6:.0f}M"
     )
     quant = report.pick.quant if report.pick else (meta.file_type or "?")
+    size = report.pick.option.size_bytes if report.pick else meta.file_size_bytes
     speed = p.tokens_per_s
     layers = f"{p.gpu_layers} of {p.n_layers} layers on the GPU"
     rows: list[tuple[str, str]] = [
         ("Model", f"{report.source}"),
-        ("", f"{meta.architecture}, {params} parameters, {quant}, file {human_bytes(meta.file_size_bytes)}"),
+        ("", f"{meta.architecture}, {params} parameters, {quant}, file {human_bytes(size)}"),
         ("Machine", f"{machine.name or 'this machine'} ({info.tier.label} tier)"),
         ("Placement", f"{p.placement} ({layers})"),
         (

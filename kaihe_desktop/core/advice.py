@@ -350,7 +350,10 @@ def evaluate_upgrade(
     n_ctx: int | None = None,
     margin_bytes: int | None = None,
 ) -> Upgrade:
-    """Plan the upgrade at the current plan's context (or ``n_ctx``) here and on common hardware."""
+    """Plan the upgrade at the current plan's context (or ``n_ctx``) here and on common hardware.
+
+    ``weights_scale`` is relative to the file ``current.meta`` was read from, like fit.plan's.
+    """
     ctx = n_ctx if n_ctx is not None else current.n_ctx
     margin = margin_bytes if margin_bytes is not None else current.margin_bytes
     here = plan(
@@ -456,18 +459,25 @@ def upgrades_for(
     target_params: int | None = None,
     target_ctx: int | None = None,
     margin_bytes: int | None = None,
+    quant: str | None = None,
 ) -> list[Upgrade]:
-    """The upgrades ``upgrade_advice`` describes, as data (the CLI passes them to ``warnings``)."""
+    """The upgrades ``upgrade_advice`` describes, as data (the CLI passes them to ``warnings``).
+
+    ``quant`` is the quant ``current`` stands for (default: the file's own); a plan of another quant of the
+    same header carries its ``weights_scale``, and every upgrade is scaled from there.
+    """
     meta = current.meta
+    base = current.weights_scale
+    mine = quant if quant is not None else meta.file_type
     explicit = target_quant is not None or target_params is not None or target_ctx is not None
     found: list[Upgrade] = []
-    quant = target_quant if explicit else next_quant_up(meta.file_type)
-    if quant is not None:
-        scale = quant_scale(meta.file_type, quant)
+    wanted = target_quant if explicit else next_quant_up(mine)
+    if wanted is not None:
+        scale = quant_scale(mine, wanted)
         if scale is not None:
             found.append(
                 evaluate_upgrade(
-                    current, kind="quant", label=quant, weights_scale=scale, margin_bytes=margin_bytes
+                    current, kind="quant", label=wanted, weights_scale=base * scale, margin_bytes=margin_bytes
                 )
             )
     params = target_params
@@ -480,7 +490,7 @@ def upgrades_for(
                 current,
                 kind="size",
                 label=_size_label(params),
-                weights_scale=params / meta.parameter_count,
+                weights_scale=base * params / meta.parameter_count,
                 margin_bytes=margin_bytes,
             )
         )
@@ -490,6 +500,7 @@ def upgrades_for(
                 current,
                 kind="context",
                 label=f"{target_ctx} tokens",
+                weights_scale=base,
                 n_ctx=target_ctx,
                 margin_bytes=margin_bytes,
             )

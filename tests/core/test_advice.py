@@ -19,12 +19,12 @@ from kaihe_desktop.core.advice import (
     upgrades_for,
     warnings,
 )
-from kaihe_desktop.core.fit import Placement, Plan, plan
+from kaihe_desktop.core.fit import Placement, Plan, estimate, plan
 from kaihe_desktop.core.hardware_table import hypothetical_machine, load_table
 from kaihe_desktop.core.profiles import resolve_profile
 from kaihe_desktop.core.tiers import tier_of
 from kaihe_desktop.core.units import format_bytes
-from tests.helpers.fit_metas import llama31_8b, qwen3_14b
+from tests.helpers.fit_metas import LLAMA31_8B_QUANT_SIZES, llama31_8b, qwen3_14b
 
 
 def _codes(advice: list[Advice]) -> dict[str, Advice]:
@@ -242,3 +242,21 @@ def test_hardware_table_has_the_common_gpus_and_mac_sizes() -> None:
             assert h.budget_bytes < h.memory_bytes  # a Mac's GPU never gets all of its memory
         else:
             assert h.budget_bytes == h.memory_bytes
+
+
+def test_upgrades_scale_from_the_quant_the_plan_stands_for() -> None:
+    """A plan of Q8_0 made from a Q4_K_M header (weights_scale) is upgraded from Q8_0, not from the header."""
+    meta, machine = llama31_8b(), resolve_profile("m3max-64gb")
+    scale = LLAMA31_8B_QUANT_SIZES["Q8_0"] / LLAMA31_8B_QUANT_SIZES["Q4_K_M"]
+    q8 = plan(meta, machine, n_ctx=8192, weights_scale=scale)
+    (bigger,) = upgrades_for(q8, target_params=2 * meta.parameter_count, quant="Q8_0")
+    expected = estimate(meta, machine, n_ctx=8192, gpu_layers=q8.gpu_layers, weights_scale=2 * scale)
+    assert bigger.needed_bytes == expected.total_bytes
+    assert bigger.extra_bytes == expected.total_bytes - q8.estimate.total_bytes > 0
+    (f16,) = upgrades_for(q8, target_quant="F16", quant="Q8_0")
+    assert f16.label == "F16"
+    f16_scale = scale * 16.0005 / 8.5008
+    assert (
+        f16.needed_bytes
+        == estimate(meta, machine, n_ctx=8192, gpu_layers=q8.gpu_layers, weights_scale=f16_scale).total_bytes
+    )
