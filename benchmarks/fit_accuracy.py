@@ -74,28 +74,33 @@ def main() -> int:
 
     machine = probe(measure_bandwidth=False)
     starter = starter_model_path(STARTER_CACHE)
-    cases: list[tuple[str, Path, int]] = [
-        ("starter gemma3 270M Q4_K_M", starter, n) for n in (2048, 8192, 32768)
+    starter_name = "starter gemma3 270M Q4_K_M"
+    cases: list[tuple[str, Path, int, str, bool]] = [
+        (starter_name, starter, n, "f16", False) for n in (2048, 8192, 32768)
     ]
+    cases.append(("starter, q8_0 KV, FA", starter, 8192, "q8_0", True))
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="kaihe-fit-bench-") as tmp:
-        for name, path in tiny_models(Path(tmp)).items():
-            cases += [(name, path, 4096), (name, path, 16384)]
+        tiny = tiny_models(Path(tmp))
+        for name, path in tiny.items():
+            cases += [(name, path, 4096, "f16", False), (name, path, 16384, "f16", False)]
+        cases.append(("tiny llama GQA q4_0 KV, FA", tiny["tiny llama GQA Q4_0"], 16384, "q4_0", True))
 
         print(
             f"machine: {machine.cpu.brand}, {machine.cpu.cores_logical} CPUs, features {machine.cpu.features}"
         )
         header = (
-            f"{'model':28} {'n_ctx':>6} | {'weights est/rep':>17} {'KV est/rep':>15} "
+            f"{'model':32} {'n_ctx':>6} | {'weights est/rep':>17} {'KV est/rep':>15} "
             f"{'compute est/rep':>17} | {'buffers est':>11} {'reported':>9} {'err':>7} | "
             f"{'resident est':>12} {'RSS growth':>10} {'err':>7}"
         )
+        print("(f16 KV cache and no flash attention unless the model column says otherwise; sizes in MiB)")
         print(header)
         print("-" * len(header))
-        for name, path, n_ctx in cases:
+        for name, path, n_ctx, kv_type, flash_attn in cases:
             meta = read_local(path)
-            est = estimate(meta, machine, n_ctx=n_ctx)
-            real: ProbeResult = probe_load(path, n_ctx=n_ctx)
+            est = estimate(meta, machine, n_ctx=n_ctx, kv_type=kv_type, flash_attn=flash_attn)
+            real: ProbeResult = probe_load(path, n_ctx=n_ctx, kv_type=kv_type, flash_attn=flash_attn)
             buf_err = pct(est.buffers_bytes, real.reported_total)
             rss_err = pct(est.resident_bytes, real.rss_growth)
             flag = ""
@@ -106,7 +111,7 @@ def main() -> int:
                 failures.append(f"{name}@{n_ctx}: RSS {rss_err:+.1f}%")
                 flag += " RSS!"
             print(
-                f"{name:28} {n_ctx:>6} | {est.ram.weights / MIB:8.1f}/{real.model_bytes / MIB:<8.1f} "
+                f"{name:32} {n_ctx:>6} | {est.ram.weights / MIB:8.1f}/{real.model_bytes / MIB:<8.1f} "
                 f"{est.ram.kv_cache / MIB:7.1f}/{real.kv_bytes / MIB:<7.1f} "
                 f"{est.ram.compute / MIB:8.1f}/{real.compute_bytes / MIB:<8.1f} | "
                 f"{est.buffers_bytes / MIB:9.1f}Mi {real.reported_total / MIB:7.1f}Mi {buf_err:+6.1f}% | "
