@@ -16,32 +16,30 @@ memory holds the model, the margin, and the RAM other programs hold on this mach
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from kaihe_desktop.core.fit import Placement, Plan, estimate, plan
 from kaihe_desktop.core.fit_estimate import offload_devices
-from kaihe_desktop.core.hardware_table import Hardware, describe_holders, smallest_holders
+from kaihe_desktop.core.hardware_table import describe_holders
 from kaihe_desktop.core.machine import Machine
 from kaihe_desktop.core.model_meta import ModelMeta
-from kaihe_desktop.core.quants import quant_type
-from kaihe_desktop.core.tiers import tier_of
 from kaihe_desktop.core.units import format_bytes, format_pct
+from kaihe_desktop.core.upgrades import (
+    COMMON_QUANTS,
+    COMMON_SIZES_B,
+    Upgrade,
+    evaluate_upgrade,
+    next_quant_up,
+    next_size_up,
+    quant_scale,
+    upgrades_for,
+)
 
 WARN_HEADROOM_PCT = 15.0
 CRITICAL_HEADROOM_PCT = 5.0
-
-# Sizes (billions of parameters) model families publish, for "the next size up" (market brief families:
-# Qwen3, Llama, Gemma 3, Mistral, Phi-4, gpt-oss). The next size is the smallest at least 1.3x this model.
-COMMON_SIZES_B: tuple[float, ...] = (
-    0.27, 0.6, 1.0, 1.7, 3.0, 4.0, 7.0, 8.0, 12.0, 14.0, 20.0, 24.0, 27.0, 32.0, 70.0, 120.0, 235.0,
-)  # fmt: skip
-NEXT_SIZE_FACTOR = 1.3
-
-# The quants most repos publish, for "the next quant up" when the repo's own list is not known.
-COMMON_QUANTS: tuple[str, ...] = ("Q2_K", "Q3_K_M", "Q4_K_M", "Q5_K_M", "Q6_K", "Q8_0", "F16")
 
 
 class Severity(StrEnum):
@@ -66,23 +64,6 @@ class Advice:
         }
 
 
-@dataclass(frozen=True)
-class Upgrade:
-    """A bigger quant, a bigger model or a longer context, evaluated here and on common hardware."""
-
-    kind: str  # "quant" | "size" | "context"
-    label: str  # "Q6_K", "14B", "32768 tokens"
-    plan: Plan  # the upgrade planned on this machine
-    needed_bytes: int  # memory the upgrade needs in all (RAM + VRAM)
-    extra_bytes: int  # more than the current plan needs
-    tier: str  # the tier whose memory holds it with the margin
-    holders: tuple[Hardware, ...] = ()  # the smallest GPU(s) and Mac that run it fully on the GPU
-
-    @property
-    def fits_here(self) -> bool:
-        return self.plan.placement != Placement.NONE
-
-
 # --- warnings: pure ---------------------------------------------------------------------------------
 
 
@@ -102,7 +83,7 @@ def warnings(
     found += _context(plan_)
     for upgrade in (next_quant, next_size, longer_context):
         if upgrade is not None:
-            found.append(describe_upgrade(upgrade, current=plan_))
+            found.append(describe_upgrade(upgrade))
     order = {Severity.CRITICAL: 0, Severity.WARNING: 1, Severity.INFO: 2}
     return sorted(found, key=lambda a: order[a.severity])
 
@@ -267,6 +248,7 @@ def _context(p: Plan) -> list[Advice]:
         gpu_layers=p.gpu_layers,
         kv_type=p.kv_type,
         flash_attn=p.flash_attn,
+        weights_scale=p.weights_scale,
     )
     then = estimate(
         p.meta,
@@ -275,6 +257,7 @@ def _context(p: Plan) -> list[Advice]:
         gpu_layers=p.gpu_layers,
         kv_type=p.kv_type,
         flash_attn=p.flash_attn,
+        weights_scale=p.weights_scale,
     )
     more = then.total_bytes - now.total_bytes
     return [
@@ -296,7 +279,7 @@ def _next_context(current: int, trained: int) -> int:
     return min(step, trained)
 
 
-def describe_upgrade(upgrade: Upgrade, *, current: Plan) -> Advice:
+def describe_upgrade(upgrade: Upgrade) -> Advice:
     """One Advice for an evaluated upgrade: fits here (and how), or how much more, which tier and hardware."""
     numbers: dict[str, Any] = {
         "kind": upgrade.kind,
@@ -320,7 +303,12 @@ def describe_upgrade(upgrade: Upgrade, *, current: Plan) -> Advice:
     short = _shortfall(upgrade.plan)
     numbers["shortfall_bytes"] = short
     where = describe_holders(upgrade.holders)
-    hardware = f"; it runs fully on {where}" if where else "; no GPU or Mac in our table holds it alone"
+    margin = format_bytes(upgrade.plan.margin_bytes)
+    hardware = (
+        f"; it runs fully on {where}, keeping the {margin} margin free"
+        if where
+        else "; no GPU or Mac in our table holds it alone"
+    )
     return Advice(
         code,
         Severity.INFO,
@@ -336,93 +324,6 @@ def _upgrade_words(upgrade: Upgrade) -> str:
     if upgrade.kind == "size":
         return f"the next size up ({upgrade.label})"
     return f"the next quant up ({upgrade.label})"
-
-
-# --- upgrades: evaluated on this machine and on the hardware table ------------------------------------
-
-
-def evaluate_upgrade(
-    current: Plan,
-    *,
-    kind: str,
-    label: str,
-    weights_scale: float = 1.0,
-    n_ctx: int | None = None,
-    margin_bytes: int | None = None,
-) -> Upgrade:
-    """Plan the upgrade at the current plan's context (or ``n_ctx``) here and on common hardware.
-
-    ``weights_scale`` is relative to the file ``current.meta`` was read from, like fit.plan's.
-    """
-    ctx = n_ctx if n_ctx is not None else current.n_ctx
-    margin = margin_bytes if margin_bytes is not None else current.margin_bytes
-    here = plan(
-        current.meta,
-        current.machine,
-        n_ctx=ctx,
-        kv_type=current.kv_type,
-        margin_bytes=margin,
-        weights_scale=weights_scale,
-    )
-    # Same layer split as the current plan, weights scaled: what the upgrade needs wherever it lives.
-    needed = estimate(
-        current.meta,
-        current.machine,
-        n_ctx=ctx,
-        gpu_layers=current.gpu_layers,
-        kv_type=current.kv_type,
-        flash_attn=current.flash_attn,
-        weights_scale=weights_scale,
-    ).total_bytes
-    before = current.estimate.total_bytes
-    holders = smallest_holders(
-        current.meta,
-        current.machine,
-        n_ctx=ctx,
-        weights_scale=weights_scale,
-        kv_type=current.kv_type,
-        margin_bytes=margin,
-    )
-    return Upgrade(
-        kind=kind,
-        label=label,
-        plan=here,
-        needed_bytes=needed,
-        extra_bytes=max(needed - before, 0),
-        tier=str(tier_of(needed + margin + _in_use(current))),
-        holders=holders,
-    )
-
-
-def _in_use(p: Plan) -> int:
-    """RAM other programs hold here now: a machine that holds the upgrade must hold that too."""
-    return max(p.ram_total_bytes - p.ram_available_bytes, 0)
-
-
-def next_quant_up(quant: str | None, offered: Sequence[str] = COMMON_QUANTS) -> str | None:
-    """The lowest quant in ``offered`` that is better than ``quant`` (None at the top or when unknown)."""
-    from kaihe_desktop.core.quants import quality_rank
-
-    if quant is None:
-        return None
-    mine = quality_rank(quant)
-    better = [q for q in offered if quality_rank(q) < mine]
-    return max(better, key=quality_rank) if better else None
-
-
-def next_size_up(parameter_count: int) -> float | None:
-    """The next common model size (billions of parameters) at least 1.3x this one; None past the table."""
-    billions = parameter_count / 1e9
-    return next((s for s in COMMON_SIZES_B if s >= billions * NEXT_SIZE_FACTOR), None)
-
-
-def quant_scale(from_quant: str | None, to_quant: str) -> float | None:
-    """Weight-size ratio between two quants from their bits per weight (None when either is unknown)."""
-    src = quant_type(from_quant) if from_quant else None
-    dst = quant_type(to_quant)
-    if src is None or dst is None:
-        return None
-    return dst.bits_per_weight / src.bits_per_weight
 
 
 def upgrade_advice(
@@ -449,67 +350,23 @@ def upgrade_advice(
         target_ctx=target_ctx,
         margin_bytes=margin_bytes,
     )
-    return [describe_upgrade(u, current=current) for u in upgrades]
+    return [describe_upgrade(u) for u in upgrades]
 
 
-def upgrades_for(
-    current: Plan,
-    *,
-    target_quant: str | None = None,
-    target_params: int | None = None,
-    target_ctx: int | None = None,
-    margin_bytes: int | None = None,
-    quant: str | None = None,
-) -> list[Upgrade]:
-    """The upgrades ``upgrade_advice`` describes, as data (the CLI passes them to ``warnings``).
-
-    ``quant`` is the quant ``current`` stands for (default: the file's own); a plan of another quant of the
-    same header carries its ``weights_scale``, and every upgrade is scaled from there.
-    """
-    meta = current.meta
-    base = current.weights_scale
-    mine = quant if quant is not None else meta.file_type
-    explicit = target_quant is not None or target_params is not None or target_ctx is not None
-    found: list[Upgrade] = []
-    wanted = target_quant if explicit else next_quant_up(mine)
-    if wanted is not None:
-        scale = quant_scale(mine, wanted)
-        if scale is not None:
-            found.append(
-                evaluate_upgrade(
-                    current, kind="quant", label=wanted, weights_scale=base * scale, margin_bytes=margin_bytes
-                )
-            )
-    params = target_params
-    if not explicit and meta.parameter_count > 0:
-        size = next_size_up(meta.parameter_count)
-        params = int(size * 1e9) if size is not None else None
-    if params is not None and meta.parameter_count > 0:
-        found.append(
-            evaluate_upgrade(
-                current,
-                kind="size",
-                label=_size_label(params),
-                weights_scale=base * params / meta.parameter_count,
-                margin_bytes=margin_bytes,
-            )
-        )
-    if target_ctx is not None:
-        found.append(
-            evaluate_upgrade(
-                current,
-                kind="context",
-                label=f"{target_ctx} tokens",
-                weights_scale=base,
-                n_ctx=target_ctx,
-                margin_bytes=margin_bytes,
-            )
-        )
-    return found
-
-
-def _size_label(params: int) -> str:
-    billions = params / 1e9
-    if billions < 1:
-        return f"{params / 1e6:.0f}M"
-    return f"{billions:.0f}B" if abs(billions - round(billions)) < 0.05 else f"{billions:.1f}B"
+__all__ = [
+    "COMMON_QUANTS",
+    "COMMON_SIZES_B",
+    "CRITICAL_HEADROOM_PCT",
+    "WARN_HEADROOM_PCT",
+    "Advice",
+    "Severity",
+    "Upgrade",
+    "describe_upgrade",
+    "evaluate_upgrade",
+    "next_quant_up",
+    "next_size_up",
+    "quant_scale",
+    "upgrade_advice",
+    "upgrades_for",
+    "warnings",
+]

@@ -130,6 +130,7 @@ def smallest_holders(
     n_ctx: int,
     weights_scale: float = 1.0,
     kv_type: str = "f16",
+    flash_attn: bool | None = None,
     margin_bytes: int | None = None,
     table: tuple[Hardware, ...] | None = None,
 ) -> tuple[Hardware, ...]:
@@ -152,6 +153,7 @@ def smallest_holders(
                 hypothetical_machine(hardware, base),
                 n_ctx=n_ctx,
                 kv_type=kv_type,
+                flash_attn=flash_attn,
                 margin_bytes=margin_bytes,
                 weights_scale=weights_scale,
             )
