@@ -207,3 +207,17 @@ def test_pick_at_a_requested_context_plans_every_variant_there() -> None:
 def test_pick_needs_options() -> None:
     with pytest.raises(ValueError):
         pick([], llama31_8b(), _profile("laptop-8gb"))
+
+
+def test_below_the_floor_a_better_partial_variant_wins() -> None:
+    """Qwen3-14B on the 8 GB RTX 4060: only a 2-bit variant runs fully on the GPU, so the picker takes the
+    best 4-bit-or-better variant split between GPU and RAM instead (FULL_GPU_FLOOR)."""
+    # IQ2_XXS at its published 2.38 bpw over Qwen3-14B's 14.77e9 weights, plus the header.
+    sizes = {**QWEN3_14B_QUANT_SIZES, "IQ2_XXS": 4_400_000_000}
+    result = pick(_options(sizes), qwen3_14b(), _profile("rtx4060-16gb"))
+    full = [c for c in result.candidates if c.full_gpu]
+    assert full, "some small variant runs fully on the GPU"
+    assert all(c.rank > quality_rank(FULL_GPU_FLOOR) for c in full)
+    assert str(result.plan.placement) == "partial"
+    assert quality_rank(result.quant) <= quality_rank(FULL_GPU_FLOOR)
+    assert f"{result.plan.gpu_layers} of {result.plan.n_layers} layers on the GPU" in result.reason
