@@ -29,7 +29,7 @@ from kaihe_desktop.core.bandwidth import ram_bandwidth_gbps  # noqa: E402
 from kaihe_desktop.core.fit import estimate  # noqa: E402
 from kaihe_desktop.core.gguf_meta import read_local  # noqa: E402
 from kaihe_desktop.core.hardware import probe  # noqa: E402
-from kaihe_desktop.core.speed import seconds_per_token  # noqa: E402
+from kaihe_desktop.core.speed import llama_cpp_threads, seconds_per_token  # noqa: E402
 from kaihe_desktop.core.starter import starter_model_path  # noqa: E402
 from tests.helpers.llama_probe import ProbeResult, probe_load  # noqa: E402
 from tests.helpers.tiny_gguf import write_tiny_model  # noqa: E402
@@ -123,14 +123,17 @@ def main() -> int:
     bandwidth = ram_bandwidth_gbps(refresh=True)
     meta = read_local(starter)
     n_ctx = 2048
-    runs = [probe_load(starter, n_ctx=n_ctx, n_gen=32) for _ in range(max(1, args.speed_runs))]
+    threads = llama_cpp_threads(machine)  # what the engine passes: one per physical core
+    runs = [
+        probe_load(starter, n_ctx=n_ctx, n_gen=32, n_threads=threads) for _ in range(max(1, args.speed_runs))
+    ]
     measured = max(r.tokens_per_s for r in runs)
     est = estimate(meta, machine, n_ctx=n_ctx)
     seconds = seconds_per_token(meta, machine, est, context_tokens=512 + 16, ram_bandwidth_gbps=bandwidth)
     predicted = 1.0 / seconds if seconds else 0.0
     speed_err = pct(predicted, measured)
     print()
-    print(f"RAM bandwidth measured now: {bandwidth:.1f} GB/s (copy)")
+    print(f"RAM bandwidth measured now: {bandwidth:.1f} GB/s (copy); llama.cpp threads: {threads}")
     print(f"{'speed (starter, tokens/s)':28} {'predicted':>10} {'measured':>10} {'err':>7}")
     print(
         f"{'generation at ~530 tokens':28} {predicted:10.1f} {measured:10.1f} {speed_err:+6.1f}%   "

@@ -1,23 +1,24 @@
 """Generation speed (tokens/s) of a plan, before anything is downloaded.
 
 Generating one token reads every active weight once, plus the KV cache of the context so far. So the time per
-token is, summed over the devices holding them, the bytes each device reads divided by its memory bandwidth
-(GPU layers and CPU layers run one after the other), plus a fixed cost per token (building the graph,
-sampling over the vocabulary in Python). On a CPU with few cores the arithmetic, not the memory, can be the
-limit: the CPU part also takes at least (weights it multiplies) / (threads x weights per second per thread).
+token is, summed over the devices holding them (GPU layers and CPU layers run one after the other), the bytes
+each device reads divided by its memory bandwidth, plus a fixed cost per token (building the graph, sampling
+over the vocabulary in Python). On a CPU with few cores the arithmetic matters too: the CPU part takes
+sqrt(memory_time^2 + compute_time^2), a smooth roofline (memory and compute overlap only partly), where
+compute_time = weights it multiplies / (threads x weights per second per thread).
 
 Active weights: every tensor except the input embeddings (only one row of them is read), but with tied
 embeddings the output layer reads the whole embedding matrix; an MoE model reads only the experts it uses
-(expert tensor bytes x experts used / experts).
+(expert tensor bytes x experts used / experts). Threads: what the engine passes to llama.cpp, one per
+physical core (core.engine.loading).
 
 Constants, and how they were set:
 - CPU_BANDWIDTH_EFFICIENCY: llama.cpp reaches 60-80% of a STREAM-copy bandwidth on memory-bound CPU
   generation (the RAM bandwidth here is `core.bandwidth`'s copy figure); 0.7 is the centre.
-- CPU_WEIGHTS_PER_S_PER_THREAD: calibrated on this project's 2-core Xeon (AVX-512, no AMX kernels) with the
-  starter model (Gemma 3 270M Q4_K_M, 262k vocab, tied Q8_0 output) and tiny models at 1 thread (the thread
-  count llama-cpp-python picks on 2 logical CPUs: cpu_count // 2): 26 tokens/s = 268 M weights in about
-  33 ms after the fixed costs, i.e. ~8e9 weights/s per thread. Laptops with AVX2 only are slower per core;
-  the range below covers it.
+- CPU_WEIGHTS_PER_S_PER_THREAD: calibrated on this project's 2-core Xeon (AVX-512 kernels, no AMX; RAM copy
+  bandwidth 24 GB/s) with the starter model (Gemma 3 270M Q4_K_M: 268 M weights, 256 MB read per token as
+  its tied Q8_0 output reads the whole embedding matrix): 28 tokens/s on 1 thread, 44 on 2. With the
+  smooth roofline above, 8e9 weights/s per thread reproduces both within 6%.
 - Fixed cost per token: 0.25 ms plus 3 ns per vocabulary entry (graph building, and llama-cpp-python copying
   and sampling the logits), what is left of the time per token of tiny models (4k and 32k vocabularies,
   ~2000 and ~700-1000 tokens/s) once their weights' compute is taken out.
@@ -25,13 +26,15 @@ Constants, and how they were set:
   4090, 1008 GB/s, runs an 8B Q4_K_M, 4.9 GB, at ~130 tokens/s: 0.63); Metal ~80% (llama.cpp's Apple
   Silicon benchmarks, discussion #4167: an M2, 100 GB/s, runs a 7B Q4_0, 3.8 GB, at ~22 tokens/s: 0.83).
   GPU bandwidth comes from the profile's GpuInfo.bandwidth_gbps or the packaged hardware table by name.
-The range: low = the centre at a full context with the efficiency 25% lower, high = the centre at an empty
-context with the efficiency 20% higher; benchmarks/fit_accuracy.py checks the centre at a short context
-against a real measurement (within 35%).
+  These GPU figures are from published runs, not measured in this project.
+The range: low = the centre at a full context with the efficiency 25% lower, high = the centre at a short
+context (512 tokens) 20% higher; benchmarks/fit_accuracy.py checks the centre at a short context against a
+real measurement of the starter model (within 35%).
 """
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
@@ -75,9 +78,8 @@ class TokenCost:
 
 
 def llama_cpp_threads(machine: Machine) -> int:
-    """Threads llama-cpp-python uses by default: half the logical CPUs (about the physical cores)."""
-    logical = machine.cpu.cores_logical or os.cpu_count() or 1
-    return max(1, logical // 2)
+    """Threads the engine gives llama.cpp: one per physical core."""
+    return max(1, machine.cpu.cores_physical or (os.cpu_count() or 2) // 2)
 
 
 def gpu_bandwidth_gbps(gpu: GpuInfo) -> float | None:
@@ -171,7 +173,7 @@ def seconds_per_token(
     seconds = FIXED_S_PER_TOKEN + FIXED_S_PER_VOCAB_ENTRY * meta.vocab_size
     memory_s = cost.read_bytes[0] / (ram_bw * 1e9 * CPU_BANDWIDTH_EFFICIENCY)
     compute_s = cost.cpu_weights / (llama_cpp_threads(machine) * CPU_WEIGHTS_PER_S_PER_THREAD)
-    seconds += max(memory_s, compute_s)
+    seconds += math.hypot(memory_s, compute_s) if cost.read_bytes[0] else 0.0
     gpus = offload_devices(machine)
     for i, gpu in enumerate(gpus):
         if i + 1 >= len(cost.read_bytes) or not cost.read_bytes[i + 1]:
