@@ -139,7 +139,7 @@ class _Room:
 def _rooms(est: MemoryEstimate, machine: Machine) -> list[_Room]:
     gpus = offload_devices(machine)
     unified_need = sum(b.total for b, g in zip(est.vram, gpus, strict=True) if g.unified)
-    ram_need = est.ram_needed_bytes + unified_need
+    ram_need = est.ram.total + unified_need
     rooms = [_Room("RAM", ram_need, machine.ram.available_bytes, machine.ram.total_bytes)]
     for part, gpu in zip(est.vram, gpus, strict=True):
         if part.total > 0:

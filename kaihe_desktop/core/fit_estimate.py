@@ -114,23 +114,25 @@ class MemoryEstimate:
     kv_bytes_per_layer: tuple[int, ...]
     swa_full: bool = True
     ram_resident: int = 0  # expected RSS growth of the process in use (see resident_bytes)
-    ram_reclaimable: int = 0  # part of ram.weights the kernel may drop at no cost (see ram_needed_bytes)
+    ram_reclaimable: int = 0  # mapped pages llama.cpp reports but never reads again (see ram_needed_bytes)
     kv_cells_per_layer: tuple[int, ...] = field(default=(), repr=False)
 
     @property
     def ram_bytes(self) -> int:
+        """RAM the model needs (ram.total): see ram_needed_bytes for what is left out."""
         return self.ram.total
 
     @property
     def ram_needed_bytes(self) -> int:
-        """RAM the model needs to run well: ram_bytes less the mapped pages never read after loading.
+        """RAM the model needs to run well; the same as ram_bytes, named for what it means.
 
         llama.cpp maps the whole span of the file it uses from the CPU; tensors inside that span which were
         repacked into a copy, or copied to a GPU (or, on a unified GPU, are the GPU's own mapping of the same
         pages) are read once at load and never again, so under memory pressure the kernel drops them
-        first and for free. They count in RSS (resident_bytes) but not in what the planner must find free.
+        first and for free. Those pages (ram_reclaimable) count in llama.cpp's CPU_Mapped size
+        (buffers_bytes) and in RSS (resident_bytes), not in ram.weights nor in what the planner needs free.
         """
-        return self.ram.total - self.ram_reclaimable
+        return self.ram.total
 
     @property
     def vram_bytes(self) -> int:
@@ -142,8 +144,8 @@ class MemoryEstimate:
 
     @property
     def buffers_bytes(self) -> int:
-        """The part llama.cpp prints (model, repack, KV, compute, output buffers on every device)."""
-        return self.ram.buffers + sum(b.buffers for b in self.vram)
+        """What llama.cpp prints (model incl. mapped span and repack, KV, compute, output, every device)."""
+        return self.ram.buffers + self.ram_reclaimable + sum(b.buffers for b in self.vram)
 
     @property
     def resident_bytes(self) -> int:
@@ -528,7 +530,7 @@ def estimate(
     if any(g.vendor in (GpuVendor.NVIDIA, GpuVendor.AMD) for g in gpus) and gpu_layers > 0:
         host_overhead += GPU_RUNTIME_HOST_OVERHEAD
     ram = Breakdown(
-        weights=weights.mapped + weights.repack,
+        weights=weights.mapped - weights.reclaimable + weights.repack,
         kv_cache=kv_cpu,
         compute=cpu_compute,
         output=output_buffer,
@@ -546,7 +548,7 @@ def estimate(
         )
         for i, gpu in enumerate(gpus)
     )
-    resident = ram.total - ram.compute + cpu_touched
+    resident = ram.total + weights.reclaimable - ram.compute + cpu_touched
     return MemoryEstimate(
         ram=ram,
         vram=vram,
