@@ -259,7 +259,9 @@ def kv_bytes_per_cell(meta: ModelMeta, *, kv_type: str = "f16", flash_attn: bool
     MLA models (deepseek2 and kin) cache only the compressed K row; V is a view of it.
     """
     ggml_type = kv_type.upper()
-    heads_kv = meta.head_count_kv or (0,) * meta.block_count
+    heads_kv = tuple(meta.head_count_kv[: meta.block_count])
+    if len(heads_kv) < meta.block_count:  # a hand-built header: repeat the last value (0 when none)
+        heads_kv += (heads_kv[-1] if heads_kv else 0,) * (meta.block_count - len(heads_kv))
     is_mla = bool(meta.key_length_mla and meta.value_length_mla)
     k_dims = [h * meta.key_length for h in heads_kv]
     v_dims = [0 if is_mla else h * meta.value_length for h in heads_kv]

@@ -287,3 +287,9 @@ def test_bad_settings_are_refused(starter_model_path: Path) -> None:
         estimate(meta, x86_machine(), n_ctx=2048, kv_type="q3_k")
     with pytest.raises(ValueError, match="positive"):
         estimate(meta, x86_machine(), n_ctx=0)
+
+
+def test_a_short_head_count_kv_is_broadcast_to_every_layer() -> None:
+    """A header built by hand may give head_count_kv once: it applies to every layer, as in GGUF."""
+    assert kv_bytes_per_cell(shaped_meta(head_count_kv=(4,))) == kv_bytes_per_cell(shaped_meta())
+    assert kv_bytes_per_cell(shaped_meta(head_count_kv=())) == (0,) * 4
