@@ -175,6 +175,7 @@ def plan(
     flash_attn: bool | None = None,
     margin_bytes: int | None = None,
     weights_scale: float = 1.0,
+    use_mmap: bool = True,
 ) -> Plan:
     """Choose placement and context for meta on machine (see the module docstring for the rules).
 
@@ -197,7 +198,7 @@ def plan(
     def est(ctx: int, layers: int) -> MemoryEstimate:
         return estimate(
             meta, machine, n_ctx=ctx, gpu_layers=layers, kv_type=kv_type, flash_attn=use_fa,
-            weights_scale=weights_scale,
+            weights_scale=weights_scale, use_mmap=use_mmap,
         )  # fmt: skip
 
     def fits(ctx: int, layers: int) -> bool:

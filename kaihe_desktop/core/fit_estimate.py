@@ -29,7 +29,7 @@ are treated as one mapped span across their shards (llama.cpp maps each shard; t
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Final
 
 from kaihe_desktop.core.fit_buffers import (
@@ -319,11 +319,14 @@ def estimate(
     n_ubatch: int = 512,
     swa_full: bool = True,
     weights_scale: float = 1.0,
+    use_mmap: bool = True,
 ) -> MemoryEstimate:
     """Bytes llama.cpp will allocate in RAM and on each GPU for this model and these settings.
 
     gpu_layers is llama.cpp's n_gpu_layers (the output layer counts as one: block_count + 1 offloads all;
     a negative value means all). weights_scale multiplies every weight size (another quant of the model).
+    use_mmap False: llama.cpp reads the CPU weights into its own buffer, so nothing is mapped (and nothing
+    is reclaimable); the same bytes stay resident.
     """
     if kv_type.lower() not in KV_TYPES:
         raise ValueError(f"unknown KV cache type {kv_type!r}; known: {', '.join(KV_TYPES)}")
@@ -348,6 +351,8 @@ def estimate(
     n_outputs = min(n_tokens, n_batch)
 
     weights = _weights(meta, machine, on_gpu, output_gpu, weights_scale)
+    if not use_mmap:
+        weights = replace(weights, mapped=weights.mapped - weights.reclaimable, reclaimable=0)
     cells = kv_cells_per_layer(meta, n_ctx=n_ctx_pad, n_ubatch=n_ubatch, swa_full=swa_full)
     kv_layers = kv_cache_bytes(
         meta, n_ctx=n_ctx_pad, kv_type=kv_type, flash_attn=flash_attn, n_ubatch=n_ubatch, swa_full=swa_full

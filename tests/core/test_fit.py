@@ -141,6 +141,19 @@ def test_repacked_weights_are_reported_as_a_second_copy(
         assert est.ram.repack == result.buffers.get("model:CPU_REPACK", 0)
 
 
+def test_without_mmap_weights_are_read_into_an_own_buffer(
+    tiny_fit_models: dict[str, Path], this_machine: Machine
+) -> None:
+    """use_mmap=False: no mapped span, so the repacked tensors are not held twice."""
+    path = tiny_fit_models["llama-gqa-q4_0"]
+    result = probe_load(path, n_ctx=4096, use_mmap=False)
+    est = estimate(read_local(path), this_machine, n_ctx=4096, use_mmap=False)
+    assert "model:CPU_Mapped" not in result.buffers and est.ram_reclaimable == 0
+    assert abs(est.buffers_bytes / result.reported_total - 1) <= BUFFER_BAR
+    assert abs(est.ram.weights / result.model_bytes - 1) < 0.01
+    assert abs(est.resident_bytes / result.rss_growth - 1) <= RSS_BAR
+
+
 def test_context_grows_kv_and_compute_but_not_weights(loads: dict[tuple[str, int], ProbeResult]) -> None:
     short, long = loads[("starter", 2048)], loads[("starter", 32768)]
     assert long.model_bytes == short.model_bytes

@@ -50,7 +50,7 @@ proc = psutil.Process()
 rss_base = proc.memory_info().rss
 kwargs = dict(
     model_path=args["path"], n_ctx=args["n_ctx"], n_batch=args["n_batch"], n_ubatch=args["n_ubatch"],
-    flash_attn=args["flash_attn"], verbose=True, n_gpu_layers=0,
+    flash_attn=args["flash_attn"], verbose=True, n_gpu_layers=0, use_mmap=args["use_mmap"],
 )
 if args["n_threads"]:
     kwargs["n_threads"] = args["n_threads"]
@@ -143,6 +143,7 @@ def probe_load(
     flash_attn: bool = False,
     n_gen: int = 4,
     n_threads: int | None = None,
+    use_mmap: bool = True,
     timeout_s: float = 300.0,
 ) -> ProbeResult:
     """Load model_path in a fresh python with llama.cpp, decode one micro-batch and n_gen tokens, report."""
@@ -154,6 +155,7 @@ def probe_load(
         "kv_type": kv_type,
         "flash_attn": flash_attn,
         "n_gen": n_gen,
+        "use_mmap": use_mmap,
         "n_threads": n_threads,  # None: llama-cpp-python's default (cpu_count // 2), as the engine uses
     }
     done = subprocess.run(
