@@ -10,7 +10,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import psutil
 import pytest
@@ -141,3 +143,66 @@ def test_sigkill_of_the_engine_during_a_reply(starter_model_path: Path, tmp_path
     )
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["conversation_id"] == 2
+
+
+def _wait_for(condition: Callable[[], bool], timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_ctrl_c_stops_the_reply_and_a_second_quits(starter_model_path: Path, tmp_path: Path) -> None:
+    """Ctrl-C in a terminal hits the whole process group: the engine ignores it, the CLI stops the reply."""
+    env = {**os.environ, "KAIHE_HOME": str(tmp_path / "home")}
+    cli = subprocess.Popen(
+        [sys.executable, "-m", "kaihe_desktop.cli.main", "chat", str(starter_model_path), "--ctx", "512",
+         "--max-tokens", "400", "--seed", "5"],
+        env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        start_new_session=True,
+    )  # fmt: skip
+    assert cli.stdin is not None
+    out, err = bytearray(), bytearray()
+    readers = [
+        threading.Thread(target=lambda: _drain(cli.stdout, out)),
+        threading.Thread(target=lambda: _drain(cli.stderr, err)),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        _wait_for(lambda: b"quits" in err)
+        engine = _engine_child(psutil.Process(cli.pid))
+        cli.stdin.write(b"The sea is\n")
+        cli.stdin.flush()
+        _wait_for(lambda: len(out.split()) >= 5)
+        os.killpg(cli.pid, signal.SIGINT)  # what a terminal does on Ctrl-C
+        _wait_for(lambda: b"stop: stopped (stopped)]" in err)
+        assert cli.poll() is None and engine.is_running()  # the reply stopped; nothing quit
+
+        cli.stdin.write(b"The sky is\n")
+        cli.stdin.flush()
+        before = len(out)
+        _wait_for(lambda: len(out[before:].split()) >= 3)
+        os.killpg(cli.pid, signal.SIGINT)
+        time.sleep(0.2)  # two signals sent at once merge into one; a person's two presses do not
+        os.killpg(cli.pid, signal.SIGINT)  # the second press quits (during the reply or at the prompt)
+        code = cli.wait(60)
+    finally:
+        if cli.poll() is None:
+            os.killpg(cli.pid, signal.SIGKILL)
+        for reader in readers:
+            reader.join(10)
+    assert code == 0, err.decode()
+    assert b"Traceback" not in err and b"error" not in err
+    with HistoryStore(tmp_path / "home" / "history.sqlite3") as history:
+        messages = history.get_conversation(1).messages
+    assert [m.role for m in messages] == ["user", "assistant", "user", "assistant"]
+    assert messages[1].partial and messages[1].stats["stop_reason"] == "stopped"
+    assert messages[1].content and messages[1].content in out.decode()
+    assert messages[3].partial  # stopped by the first press of the pair
+
+
+def _drain(stream: IO[bytes] | None, into: bytearray) -> None:
+    assert stream is not None
+    while chunk := stream.read1(4096):  # type: ignore[attr-defined]
+        into.extend(chunk)
