@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
             say(f"warning: {warning}")
         if not decision.fits and not args.yes:
             why = decision.warnings[0] if decision.warnings else "not enough memory"
+            why = why.removeprefix("does not fit: ")
             raise DoesNotFitError(
                 f"{repo_id}:{variant.quant} does not fit this machine: {why}; "
                 "pass --yes to download it anyway"
