@@ -21,7 +21,7 @@ from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, m
 from kaihe_desktop.core import paths
 from kaihe_desktop.core.chat import ChatReply, ChatSession, SamplingSettings
 from kaihe_desktop.core.engine import protocol as p
-from kaihe_desktop.core.engine.client import EngineClient
+from kaihe_desktop.core.engine.client import EngineClient, describe_exit
 from kaihe_desktop.core.engine.loading import LoadOverrides, load_model, read_meta
 from kaihe_desktop.core.errors import EngineCrashedError, ModelNotFoundError
 from kaihe_desktop.core.history import HistoryStore
@@ -188,7 +188,8 @@ def _send(session: ChatSession, text: str, *, stream: bool) -> ChatReply:
             sys.stdout.flush()
         where = f"conversation {session.conversation_id}" if session.conversation_id else "history"
         raise EngineCrashedError(
-            f"{exc}; the partial reply is saved in history ({where}); run kaihe chat again to continue",
+            f"the engine process {describe_exit(exc.exitcode)} while generating a reply; the partial reply "
+            f"({len(exc.partial_text)} characters) is saved in history ({where}); run kaihe chat again",
             partial_text=exc.partial_text,
             exitcode=exc.exitcode,
         ) from exc

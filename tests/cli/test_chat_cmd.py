@@ -127,7 +127,7 @@ def test_sigkill_of_the_engine_during_a_reply(starter_model_path: Path, tmp_path
     assert errors == [line for line in err.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and "Traceback" not in err
     assert "the engine process was killed (signal 9, SIGKILL) while generating a reply" in errors[0]
-    assert "partial reply is saved in history (conversation 1)" in errors[0]
+    assert "characters) is saved in history (conversation 1)" in errors[0]
 
     with HistoryStore(tmp_path / "home" / "history.sqlite3") as history:
         reply = history.get_conversation(1).messages[-1]
