@@ -135,6 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     for n in range(10):
         time.sleep(PAUSE_S)
         stops.append(stop_latency(engine, p.SamplingSettings(seed=n, max_tokens=4000), after=8))
+    unloaded = engine.unload()
     engine.close()
     llm.close()
 
@@ -181,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         ["same text both paths (greedy)", str(same_text), "True", "ok" if same_text else "FAIL"],
     ]
     print(render_table(["claim", "measured", "target", "verdict"], verdicts))
+    print(
+        f"\nunload: engine RSS {unloaded.rss_before_bytes / 2**20:.0f} MiB -> "
+        f"{unloaded.rss_after_bytes / 2**20:.0f} MiB ({unloaded.freed_bytes / 2**20:.0f} MiB returned)"
+    )
     return 0 if all(v[3] in ("ok", "info") for v in verdicts) else 1
 
 

@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload (default: planned)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--kv-type", choices=sorted(p.KV_TYPES), help="KV cache type (default: planned)")
     parser.add_argument(
         "--no-mmap", action="store_true", help="read the model into memory instead of mapping it"
     )
@@ -96,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         gpu_layers=args.gpu_layers,
         n_threads=threads,
         flash_attn=args.flash_attn,
+        kv_type=args.kv_type,
         use_mmap=not args.no_mmap,
     )
     quiet = bool(args.json)
