@@ -193,7 +193,8 @@ class ChatSession:
             partial_reply = "".join(answer)
             self._turns.append(ChatMessage("assistant", partial_reply))
             if writer is not None:
-                writer.finish(stats={"stop_reason": p.STOP_CRASH, "error": str(exc)}, partial=True)
+                reason = p.STOP_CRASH if isinstance(exc, EngineCrashedError) else "error"
+                writer.finish(stats={"stop_reason": reason, "error": str(exc)}, partial=True)
             if isinstance(exc, EngineCrashedError):
                 raise EngineCrashedError(str(exc), partial_text=stream.text, exitcode=exc.exitcode) from exc
             raise

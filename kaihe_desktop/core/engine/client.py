@@ -309,6 +309,7 @@ class GenerationStream:
         client = self._client
         first_at: float | None = None
         last_at = self._sent_at
+        ended = False
         try:
             while self.result is None:
                 event = client._receive("generating a reply", partial_text=self.text)
@@ -322,9 +323,10 @@ class GenerationStream:
                 elif isinstance(event, p.Done):
                     self.result = self._finish(event, first_at, last_at)
                 elif isinstance(event, p.Error):
+                    ended = True  # the worker sends no Done after an Error
                     raise EngineError(f"the engine failed while generating: {event.message}")
         finally:
-            if self.result is None and client.alive:
+            if self.result is None and not ended and client.alive:
                 self._drain()
             client._generating = False
 

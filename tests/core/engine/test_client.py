@@ -168,3 +168,12 @@ def test_sigkill_mid_reply_keeps_the_partial_and_the_model_loads_again(
     engine.load(p.LoadOptions(path=str(starter_model_path), n_ctx=512, n_threads=2, n_threads_batch=2))
     assert engine.pid != old_pid
     assert engine.generate("The sea is", sampling=GREEDY).text.strip()
+
+
+def test_a_generation_error_is_reported_and_the_engine_stays_usable(engine: EngineClient) -> None:
+    loaded = engine.loaded
+    assert loaded is not None
+    with pytest.raises(EngineError, match="the context holds 512"):
+        for _ in engine.stream("word " * 600, sampling=GREEDY):
+            pass
+    assert engine.count_tokens("The sea is") == 4
