@@ -11,7 +11,7 @@ gemma3 (sliding window), and an 82-layer 150 MB llama whose weights dominate lik
 Then the speed check: predicted generation tokens/s of the starter model (the centre of the estimate at the
 context the run reached, with the RAM bandwidth measured now) against the measured median time per token
 (best of --speed-runs runs), at 1 thread and at the engine's thread count (one per physical core): bar +-35%.
-Timings need an otherwise idle machine; the load average is printed with them.
+Wall-clock timings need an otherwise idle machine (see the speed section for how a busy one is handled).
 
 Exits 1 if any figure is outside its bar.
 Run: .venv/bin/python benchmarks/fit_accuracy.py [--speed-runs 3]
@@ -138,41 +138,51 @@ def main() -> int:
     # --- speed --------------------------------------------------------------------------------------
     # Busy CPUs distort timings far more than memory: with as many llama.cpp threads as cores, one core
     # taken by another program stalls every step (the threads wait for each other). So each setting is
-    # measured several times and the best run kept, the load average is printed, and the check is made at
-    # 1 thread too (less sensitive to a neighbour).
+    # measured several times and the best run kept, and the load average is printed. At 1 thread the
+    # decode runs in the measuring thread, so its CPU time gives what an idle core would do even on a busy
+    # machine: that row is always checked. The engine's thread count is checked on wall-clock time when the
+    # machine is idle (load average below the CPU count), and reported as not checked otherwise.
     bandwidth = ram_bandwidth_gbps(refresh=True)
     meta = read_local(starter)
     n_ctx = 2048
     engine_threads = llama_cpp_threads(machine)  # what the engine passes: one per physical core
+    cpus = os.cpu_count() or 1
+    skipped: list[str] = []
     print()
     print(
         f"RAM bandwidth measured now: {bandwidth:.1f} GB/s (copy); engine threads: {engine_threads}; "
-        f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+        f"load average before: {os.getloadavg()[0]:.1f} on {cpus} CPUs"
     )
-    print(f"{'speed (starter, tokens/s)':34} {'predicted':>10} {'measured':>10} {'err':>7}")
+    print(f"{'speed (starter, tokens/s)':40} {'predicted':>10} {'measured':>10} {'err':>7}")
     for threads in sorted({1, engine_threads}):
         as_run = replace(machine, cpu=replace(machine.cpu, cores_physical=threads))
-        runs = [
-            probe_load(starter, n_ctx=n_ctx, n_gen=32, n_threads=threads).tokens_per_s
-            for _ in range(max(1, args.speed_runs))
-        ]
-        measured = max(runs)
         est = estimate(meta, as_run, n_ctx=n_ctx)
         seconds = seconds_per_token(meta, as_run, est, context_tokens=512 + 16, ram_bandwidth_gbps=bandwidth)
         predicted = 1.0 / seconds if seconds else 0.0
-        speed_err = pct(predicted, measured)
-        label = f"generation, {threads} thread{'s' if threads > 1 else ''}"
-        print(
-            f"{label:34} {predicted:10.1f} {measured:10.1f} {speed_err:+6.1f}%   "
-            f"(runs: {', '.join(f'{r:.1f}' for r in runs)})"
-        )
-        if abs(speed_err) > SPEED_BAR:
-            failures.append(
-                f"speed at {threads} threads: predicted {predicted:.1f} vs measured {measured:.1f}"
+        results = [
+            probe_load(starter, n_ctx=n_ctx, n_gen=32, n_threads=threads)
+            for _ in range(max(1, args.speed_runs))
+        ]
+        rows = [("wall clock", [r.tokens_per_s for r in results])]
+        if threads == 1:
+            rows.append(("CPU time", [r.tokens_per_cpu_s for r in results]))
+        idle = os.getloadavg()[0] < cpus
+        for clock, runs in rows:
+            measured = max(runs)
+            speed_err = pct(predicted, measured)
+            checked = clock == "CPU time" or idle
+            label = f"{threads} thread{'s' if threads > 1 else ''}, {clock}"
+            print(
+                f"{label:40} {predicted:10.1f} {measured:10.1f} {speed_err:+6.1f}%   "
+                f"(runs: {', '.join(f'{r:.1f}' for r in runs)}){'' if checked else '  not checked: busy'}"
             )
+            if not checked:
+                skipped.append(label)
+            if checked and abs(speed_err) > SPEED_BAR:
+                failures.append(f"speed, {label}: predicted {predicted:.1f} vs measured {measured:.1f}")
     load = os.getloadavg()[0]
-    if load > (os.cpu_count() or 1):
-        print(f"note: the machine was busy (load average {load:.1f}): timings are low; rerun when it is idle")
+    if load >= cpus:
+        print(f"note: the machine was busy (load average {load:.1f}): wall-clock timings are low")
 
     print()
     if failures:
@@ -181,6 +191,8 @@ def main() -> int:
             print("  " + line)
         return 1
     print(f"all within the bars: buffers +-{BUFFER_BAR:.0f}%, RSS +-{RSS_BAR:.0f}%, speed +-{SPEED_BAR:.0f}%")
+    if skipped:
+        print(f"not checked (machine busy): {'; '.join(skipped)}")
     return 0
 
 

@@ -66,19 +66,22 @@ n_vocab = llm.n_vocab()
 prompt = [(7 + 13 * i) % max(n_vocab - 16, 1) + 8 for i in range(min(args["n_ubatch"], args["n_ctx"] - 64))]
 llm.reset()
 llm.eval(prompt)
-gen = []
+wall, cpu = [], []
 for _ in range(args["n_gen"]):
+    t0, c0 = time.perf_counter(), time.thread_time()
     token = llm.sample(temp=0.0)
-    gen.append(token)
-    t0 = time.perf_counter()
     llm.eval([token])
-    gen[-1] = time.perf_counter() - t0
+    wall.append(time.perf_counter() - t0)
+    cpu.append(time.thread_time() - c0)
 rss_decode = proc.memory_info().rss
-times = sorted(gen[2:]) if len(gen) > 4 else sorted(gen)
-tps = 1.0 / times[len(times) // 2] if times else 0.0
+
+def rate(samples):
+    kept = sorted(samples[2:]) if len(samples) > 4 else sorted(samples)
+    return 1.0 / kept[len(kept) // 2] if kept and kept[len(kept) // 2] > 0 else 0.0
+
 print("KAIHE_PROBE " + json.dumps({
     "rss_base": rss_base, "rss_load": rss_load, "rss_decode": rss_decode, "load_s": load_s,
-    "tokens_per_s": tps, "n_prompt": len(prompt), "n_gen": len(gen),
+    "tokens_per_s": rate(wall), "tokens_per_cpu_s": rate(cpu), "n_prompt": len(prompt), "n_gen": len(wall),
 }), flush=True)
 """
 
@@ -92,7 +95,8 @@ class ProbeResult:
     rss_base: int
     rss_load: int
     rss_decode: int
-    tokens_per_s: float
+    tokens_per_s: float  # generation (sample + decode), median over tokens, wall clock
+    tokens_per_cpu_s: float  # the same from this thread's CPU time: what an idle core would give at 1 thread
     log: str = field(repr=False)
 
     def kind_bytes(self, kind: str) -> int:
@@ -178,5 +182,6 @@ def probe_load(
         rss_load=int(data["rss_load"]),
         rss_decode=int(data["rss_decode"]),
         tokens_per_s=float(data["tokens_per_s"]),
+        tokens_per_cpu_s=float(data["tokens_per_cpu_s"]),
         log=log,
     )
