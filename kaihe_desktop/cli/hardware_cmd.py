@@ -17,6 +17,11 @@ from kaihe_desktop.cli.common import (
 from kaihe_desktop.core.machine import Machine, ProfileError
 from kaihe_desktop.core.tiers import TierInfo, tier_for
 
+REPACK_OFF = (
+    "off: this llama.cpp build has AMX, which crashes on decoding (llama.cpp #20824), so the weights "
+    "are used as the file stores them, without CPU-friendly repacked copies"
+)
+
 
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
@@ -95,6 +100,8 @@ def render_hardware(machine: Machine, info: TierInfo) -> str:
     if not machine.gpus:
         rows.append(("GPU", "none detected"))
     rows.append(("GPU offload", "yes (llama.cpp can use the GPU)" if machine.gpu_offload_supported else "no"))
+    if not machine.llama_extra_buffers:
+        rows.append(("Repacked weights", REPACK_OFF))
     if machine.disk is not None:
         rows.append(("Disk free", f"{human_bytes(machine.disk.free_bytes)} at {machine.disk.path}"))
     if machine.os:

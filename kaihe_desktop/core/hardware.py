@@ -1,4 +1,4 @@
-"""What this machine is: RAM, CPU, GPUs, llama.cpp's GPU support and free disk, as one `Machine`.
+"""What this machine is: RAM, CPU, GPUs, the llama.cpp build (GPU offload, extra buffers), free disk.
 
 `probe()` never raises. Each part that finds nothing (no NVIDIA driver, no sysfs, no llama.cpp GPU build)
 leaves a `ProbeNote` saying what was not detected and why, so the user sees an honest "not detected"
@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 import psutil
 
 from kaihe_desktop.core import gpu_probe, paths
+from kaihe_desktop.core.llama_build import extra_buffers_usable
 from kaihe_desktop.core.machine import CpuInfo, DiskInfo, GpuInfo, Machine, ProbeNote, RamInfo
 
 T = TypeVar("T")
@@ -59,12 +60,14 @@ def probe(
     if not gpus:
         notes.append(ProbeNote("gpu", "no GPU detected: models run on the CPU from system RAM"))
     offload = _soft(notes, "llama.cpp", lambda: llama_gpu_offload(notes=notes), False)
+    extra_buffers = llama_extra_buffers(notes=notes)
     disk = _soft(notes, "disk", lambda: probe_disk(models_dir or paths.models_dir(), notes=notes), None)
     return Machine(
         ram=ram,
         cpu=cpu,
         gpus=tuple(gpus),
         gpu_offload_supported=offload,
+        llama_extra_buffers=extra_buffers,
         disk=disk,
         os=_os_name(system),
         notes=tuple(notes),
@@ -199,6 +202,18 @@ def llama_gpu_offload(*, notes: list[ProbeNote]) -> bool:
     if not supported:
         notes.append(ProbeNote("llama.cpp", "this llama.cpp build is CPU-only: no GPU offload"))
     return supported
+
+
+def llama_extra_buffers(*, notes: list[ProbeNote]) -> bool:
+    """Whether the installed llama.cpp build loads with extra CPU buffers (repacked weights); see llama_build.
+
+    If llama.cpp cannot be loaded, True (the default build's behaviour), with a note.
+    """
+    try:
+        return extra_buffers_usable()
+    except Exception as exc:
+        notes.append(ProbeNote("llama.cpp", f"build not readable, repacked weights assumed: {exc}"))
+        return True
 
 
 # --- disk ----------------------------------------------------------------------------------------------

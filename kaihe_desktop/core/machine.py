@@ -80,6 +80,10 @@ class Machine:
     cpu: CpuInfo
     gpus: tuple[GpuInfo, ...] = ()
     gpu_offload_supported: bool = False  # whether the installed llama.cpp build can use a GPU at all
+    # Whether the installed llama.cpp build uses extra CPU buffer types such as CPU_REPACK (repacked copies
+    # of Q4_0/Q4_K/... weights, faster kernels, more RAM). False for builds with the AMX backend, which
+    # crashes and is loaded without them (core.llama_build). True by default so older profiles load.
+    llama_extra_buffers: bool = True
     disk: DiskInfo | None = None
     os: str = ""
     name: str = ""  # a profile's label, e.g. "16 GB + RTX 4060 8 GB"; empty for a live probe
@@ -105,6 +109,7 @@ class Machine:
                     GpuInfo(**{**g, "vendor": GpuVendor(g["vendor"])}) for g in data.get("gpus", ())
                 ),
                 gpu_offload_supported=bool(data.get("gpu_offload_supported", False)),
+                llama_extra_buffers=bool(data.get("llama_extra_buffers", True)),
                 disk=DiskInfo(**data["disk"]) if data.get("disk") else None,
                 os=data.get("os", ""),
                 name=data.get("name", ""),

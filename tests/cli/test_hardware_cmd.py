@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from kaihe_desktop.cli.main import main
+from kaihe_desktop.core.llama_build import extra_buffers_usable
 from kaihe_desktop.core.machine import Machine
 from kaihe_desktop.core.profiles import shipped_profiles
 from kaihe_desktop.core.tiers import Tier
@@ -83,6 +84,21 @@ def test_hardware_human_output_on_this_machine() -> None:
         assert label in out
     if "GPU 1" not in out:
         assert "Not detected:" in out and "no GPU detected" in out
+    # said only when the installed build runs without repacked weights (an AMX build)
+    assert ("Repacked weights" in out) is not extra_buffers_usable()
+
+
+def test_a_build_without_repacked_weights_says_why(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    profile = tmp_path / "amx.json"
+    data = Machine.load(shipped_profiles()["laptop-8gb"]).to_dict()
+    profile.write_text(json.dumps({**data, "llama_extra_buffers": False}))
+    assert main(["hardware", "--profile", str(profile)]) == 0
+    out = capsys.readouterr().out
+    assert "Repacked weights" in out and "AMX" in out and "#20824" in out
+    assert main(["hardware", "--profile", "laptop-8gb"]) == 0
+    assert "Repacked weights" not in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(("name", "tier"), EXPECTED_TIERS.items())
