@@ -21,10 +21,11 @@ verbose=True, and is checked against real loads in tests/core/test_fit.py and be
 Checked on a CPU here (2-core Xeon, AVX-512): every buffer within 1% of llama.cpp's report, RSS within 5%.
 GPU buffers follow the same rules (llama.cpp sizes them with the same code) but could not be checked against
 a real GPU in this project; the CUDA/Metal context overheads are documented assumptions (see below).
-Not modelled: llama.cpp builds with the AMX backend (GGML_NATIVE on Sapphire Rapids and later Xeons) repack
-into an "AMX" buffer with other types; that backend crashes in ggml_backend_amx_mul_mat here (llama.cpp
-issue #20824), so llama-cpp-python must be built without it (GGML_NATIVE=OFF, GGML_AMX_*=OFF). Split models
-are treated as one mapped span across their shards (llama.cpp maps each shard; the difference is the gaps).
+Builds with the AMX backend (pip's native build on Sapphire Rapids and later Xeons) crash in it (llama.cpp
+issue #20824), so the engine loads them without extra buffer types (core.llama_build): no CPU_REPACK or AMX
+copies at all, every CPU weight stays in the mapped file. Machine.llama_extra_buffers says which case
+applies; repacked copies are counted only when it is True. Split models are treated as one mapped span
+across their shards (llama.cpp maps each shard; the difference is the gaps).
 """
 
 from __future__ import annotations
@@ -187,7 +188,12 @@ def offload_devices(machine: Machine) -> tuple[GpuInfo, ...]:
 
 
 def repack_types(machine: Machine) -> frozenset[str]:
-    """Weight types the CPU backend keeps a second, repacked copy of on this CPU."""
+    """Weight types the CPU backend keeps a second, repacked copy of on this CPU and llama.cpp build.
+
+    None when the build loads without extra buffer types (Machine.llama_extra_buffers False: AMX builds).
+    """
+    if not machine.llama_extra_buffers:
+        return frozenset()
     features = set(machine.cpu.features)
     if machine.cpu.arch == "x86_64" and "avx2" in features:
         return _REPACK_X86_AVX512 if "avx512f" in features else _REPACK_X86_AVX2

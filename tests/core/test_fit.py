@@ -131,14 +131,21 @@ def test_resident_estimate_matches_rss_growth(
 def test_repacked_weights_are_reported_as_a_second_copy(
     loads: dict[tuple[str, int], ProbeResult], tiny_fit_models: dict[str, Path], this_machine: Machine
 ) -> None:
-    """Q4_0 weights on an AVX2 CPU: llama.cpp keeps the mapped file and an interleaved copy (CPU_REPACK)."""
+    """Q4_0 weights on an AVX2 CPU: llama.cpp keeps the mapped file and an interleaved copy (CPU_REPACK).
+
+    Unless the build loads without extra buffer types (an AMX build, as the engine loads it): then no
+    copy at all, neither CPU_REPACK nor AMX, and the estimate counts none.
+    """
     result = loads[("llama-gqa-q4_0", 4096)]
     est = estimate(read_local(tiny_fit_models["llama-gqa-q4_0"]), this_machine, n_ctx=4096)
-    if "avx2" in this_machine.cpu.features:
+    assert result.extra_buffers == this_machine.llama_extra_buffers  # the probe loads as the engine does
+    if "avx2" in this_machine.cpu.features and this_machine.llama_extra_buffers:
         assert result.buffers.get("model:CPU_REPACK", 0) > 0
         assert abs(est.ram.repack - result.buffers["model:CPU_REPACK"]) < MIB // 100
     else:
-        assert est.ram.repack == result.buffers.get("model:CPU_REPACK", 0)
+        assert est.ram.repack == result.buffers.get("model:CPU_REPACK", 0) == 0
+        assert set(result.buffers) & {"model:CPU_REPACK", "model:AMX"} == set()
+        assert est.ram_reclaimable == 0  # every weight is read from the mapped file
 
 
 def test_without_mmap_weights_are_read_into_an_own_buffer(
@@ -248,6 +255,8 @@ def test_repack_types_follow_ggml_cpu() -> None:
     assert repack_types(x86_machine("avx", "avx2", "fma")) == {"Q4_0", "Q4_K", "IQ4_NL", "MXFP4"}
     assert "Q2_K" in repack_types(x86_machine("avx2", "avx512f"))
     assert repack_types(x86_machine("avx")) == frozenset()
+    # a build loaded without extra buffer types (AMX builds) repacks nothing, whatever the CPU
+    assert repack_types(replace(x86_machine("avx2", "avx512f"), llama_extra_buffers=False)) == frozenset()
     arm = Machine(
         ram=RamInfo(8 * 2**30, 6 * 2**30), cpu=CpuInfo("M2", "arm64", 8, 8, ("neon", "dotprod", "apple"))
     )
@@ -276,6 +285,18 @@ def test_starter_weights_split_between_mapped_file_and_repack(starter_model_path
     # the compute buffer of the 262k vocabulary: n_vocab x n_ubatch f32 logits dominate (~514 MiB)
     assert 510 * MIB < avx2.ram.compute < 520 * MIB
     assert avx2.ram.output == 262144 * 4
+
+
+def test_without_extra_buffers_every_weight_stays_in_the_mapped_file(starter_model_path: Path) -> None:
+    meta = read_local(starter_model_path)
+    avx2 = x86_machine("avx", "avx2")
+    repacked = estimate(meta, avx2, n_ctx=2048)
+    plain = estimate(meta, replace(avx2, llama_extra_buffers=False), n_ctx=2048)
+    assert plain.ram.repack == 0 and plain.ram_reclaimable == 0
+    assert plain.ram.weights == meta.tensor_bytes == repacked.ram.weights
+    # llama.cpp reports the repacked copy on top of the mapped file; without it only the file
+    assert repacked.buffers_bytes - plain.buffers_bytes == repacked.ram.repack > 0
+    assert plain.resident_bytes < repacked.resident_bytes
 
 
 def test_weights_scale_scales_weights_only(starter_model_path: Path) -> None:

@@ -20,6 +20,10 @@ mapped by then), after the model and context are created, and after one decode o
   touches the attention and feed-forward scratch but only one row of logits;
 - the output buffer (logits of one token) is written by every decode.
 So the estimator's `resident_bytes` is compared with RSS after that full-micro-batch decode.
+
+The load uses the engine's own llama_model_params patch (core.engine.worker.model_params_patched) with
+use_extra_bufts = core.llama_build.extra_buffers_usable(): a build with AMX loads without extra buffer types
+(no CPU_REPACK, no AMX copies; the AMX backend crashes), any other build with them, exactly as the app does.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 MIB = 1024 * 1024
+_REPO_ROOT = Path(__file__).resolve().parents[2]  # the child imports this tree's kaihe_desktop
 
 _BUFFER_RE = re.compile(
     r"(?P<dev>[A-Za-z0-9_]+)\s+(?P<kind>model|KV|compute|output|RS)\s+buffer size"
@@ -41,11 +46,15 @@ _BUFFER_RE = re.compile(
 
 _CHILD = r"""
 import json, os, sys, time
+args = json.loads(sys.argv[1])
+sys.path.insert(0, args["root"])
 import psutil
 import llama_cpp
 from llama_cpp import Llama
+from kaihe_desktop.core.engine.worker import model_params_patched
+from kaihe_desktop.core.llama_build import extra_buffers_usable
 
-args = json.loads(sys.argv[1])
+extra_buffers = extra_buffers_usable()
 proc = psutil.Process()
 rss_base = proc.memory_info().rss
 kwargs = dict(
@@ -58,7 +67,8 @@ if args["kv_type"] != "f16":
     code = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
     kwargs["type_k"] = kwargs["type_v"] = code[args["kv_type"]]
 started = time.perf_counter()
-llm = Llama(**kwargs)
+with model_params_patched(llama_cpp, on_progress=None, extra_buffers=extra_buffers):  # as the engine loads
+    llm = Llama(**kwargs)
 load_s = time.perf_counter() - started
 rss_load = proc.memory_info().rss
 sys.stderr.flush()
@@ -82,6 +92,7 @@ def rate(samples):
 print("KAIHE_PROBE " + json.dumps({
     "rss_base": rss_base, "rss_load": rss_load, "rss_decode": rss_decode, "load_s": load_s,
     "tokens_per_s": rate(wall), "tokens_per_cpu_s": rate(cpu), "n_prompt": len(prompt), "n_gen": len(wall),
+    "extra_buffers": extra_buffers,
 }), flush=True)
 """
 
@@ -97,6 +108,7 @@ class ProbeResult:
     rss_decode: int
     tokens_per_s: float  # generation (sample + decode), median over tokens, wall clock
     tokens_per_cpu_s: float  # the same from this thread's CPU time: what an idle core would give at 1 thread
+    extra_buffers: bool  # loaded with llama.cpp's extra CPU buffer types (CPU_REPACK), as the engine does
     log: str = field(repr=False)
 
     def kind_bytes(self, kind: str) -> int:
@@ -161,6 +173,7 @@ def probe_load(
         "n_gen": n_gen,
         "use_mmap": use_mmap,
         "n_threads": n_threads,  # None: llama-cpp-python's default (cpu_count // 2), as the engine uses
+        "root": str(_REPO_ROOT),
     }
     done = subprocess.run(
         [sys.executable, "-c", _CHILD, json.dumps(args)],
@@ -183,5 +196,6 @@ def probe_load(
         rss_decode=int(data["rss_decode"]),
         tokens_per_s=float(data["tokens_per_s"]),
         tokens_per_cpu_s=float(data["tokens_per_cpu_s"]),
+        extra_buffers=bool(data["extra_buffers"]),
         log=log,
     )
