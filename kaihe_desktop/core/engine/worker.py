@@ -61,6 +61,11 @@ class _Worker:
         self._llm: Any = None
         self._path: str | None = None
         self._pending: list[p.Request] = []
+        self._stop_seen = False
+        # Checked by llama.cpp between graph nodes while a prompt is evaluated (a long prompt can take
+        # seconds); switched off once tokens flow, where the check between tokens is enough and free.
+        self._abort_check = llama_cpp.ggml_abort_callback(lambda _data: self._stop_requested())
+        self._no_abort_check = llama_cpp.ggml_abort_callback()
 
     # --- loop -----------------------------------------------------------------------------------
 
@@ -204,10 +209,13 @@ class _Worker:
         reason = p.STOP_LENGTH if budget == request.max_tokens else p.STOP_CONTEXT
         produced = 0
         first_at: float | None = None
+        self._stop_seen = False
+        self._set_abort_check(True)
         try:
             for token in tokens:
                 if first_at is None:
                     first_at = time.perf_counter()
+                    self._set_abort_check(False)
                 if is_end(token):
                     reason = p.STOP_EOS
                     break
@@ -222,7 +230,12 @@ class _Worker:
                     break
                 if produced >= budget:
                     break
+        except RuntimeError:
+            if first_at is not None or not self._stop_seen:
+                raise
+            reason = p.STOP_USER  # llama_decode aborted the prompt; llama-cpp-python drops the rest
         finally:
+            self._set_abort_check(False)
             tokens.close()
         tail = stop_text.flush(decoder.decode(b"", final=True)) if reason != p.STOP_SEQUENCE else ""
         if tail:
@@ -243,16 +256,22 @@ class _Worker:
         is_eog = self._lib.llama_vocab_is_eog
         return lambda token: bool(is_eog(vocab, token))
 
+    def _set_abort_check(self, enabled: bool) -> None:
+        callback = self._abort_check if enabled else self._no_abort_check
+        self._lib.llama_set_abort_callback(self._llm.ctx, callback, None)
+
     def _stop_requested(self) -> bool:
         """Drain whatever arrived while generating; a Stop ends the reply, anything else waits."""
-        stop = False
-        while self._conn.poll():
-            request = self._conn.recv()
-            if isinstance(request, p.Stop):
-                stop = True
-            else:
-                self._pending.append(request)
-        return stop
+        try:
+            while not self._stop_seen and self._conn.poll():
+                request = self._conn.recv()
+                if isinstance(request, p.Stop):
+                    self._stop_seen = True
+                else:
+                    self._pending.append(request)
+        except (EOFError, OSError):
+            self._stop_seen = True  # the app is gone: stop and let serve() notice
+        return self._stop_seen
 
 
 def extra_buffers_usable(llama_cpp: Any) -> bool:

@@ -177,3 +177,17 @@ def test_a_generation_error_is_reported_and_the_engine_stays_usable(engine: Engi
         for _ in engine.stream("word " * 600, sampling=GREEDY):
             pass
     assert engine.count_tokens("The sea is") == 4
+
+
+def test_stop_during_a_long_prompt_aborts_its_evaluation(engine: EngineClient) -> None:
+    """Without llama.cpp's abort check the whole prompt would be evaluated and one token sampled first."""
+    prompt = "The harbour was quiet that night. " * 55  # about 400 tokens
+    stream = engine.stream(prompt, sampling=GREEDY)
+    engine.stop()
+    assert list(stream) == []
+    result = stream.result
+    assert result is not None
+    assert result.stop_reason == p.STOP_USER and result.completion_tokens == 0
+    assert result.stop_latency_s is not None and result.stop_latency_s < 1.0
+    after = engine.generate(prompt, sampling=GREEDY)  # the aborted prompt left the KV cache consistent
+    assert after.prompt_tokens == result.prompt_tokens and after.text.strip()
