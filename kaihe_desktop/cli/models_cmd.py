@@ -139,10 +139,17 @@ def _discard_download(key: str) -> tuple[str, int] | None:
         return None
     freed = 0
     downloader = Downloader()
-    try:
-        variant = resolve_variant(item.repo_id, item.quant)
-        freed = downloader.discard_partials(item.repo_id, variant, revision=item.revision)
-    except ModelNotFoundError:
-        pass  # the repo is gone: nothing on the Hub to match the partial files against
+    if item.partial_keys:  # known from when it was queued: no Hub needed
+        for key_name in item.partial_keys:
+            part = downloader.partial_dir / f"{key_name}.part"
+            if part.exists():
+                freed += part.stat().st_size
+                part.unlink()
+    else:
+        try:
+            variant = resolve_variant(item.repo_id, item.quant)
+            freed = downloader.discard_partials(item.repo_id, variant, revision=item.revision)
+        except ModelNotFoundError:
+            pass  # the repo is gone: nothing on the Hub to match the partial files against
     queue.remove(item.key)
     return item.key, freed

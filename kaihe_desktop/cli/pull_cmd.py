@@ -20,7 +20,13 @@ from typing import Any, TextIO, TypeVar
 
 from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, human_bytes, machine_from_args
 from kaihe_desktop.core.download_queue import DownloadQueue, QueueItem
-from kaihe_desktop.core.downloads import Downloader, DownloadProgress, DownloadResult, safe_relative_path
+from kaihe_desktop.core.downloads import (
+    Downloader,
+    DownloadProgress,
+    DownloadResult,
+    partial_key,
+    safe_relative_path,
+)
 from kaihe_desktop.core.errors import (
     DoesNotFitError,
     DownloadCancelled,
@@ -292,6 +298,7 @@ def run(args: argparse.Namespace) -> int:
             revision=revision,
             files=[f.path for f in variant.all_files],
             total_bytes=variant.total_bytes,
+            partial_keys=[partial_key(repo_id, revision, f) for f in variant.all_files],
         )
     key = f"{repo_id}:{variant.quant}"
     say(f"downloading {key}: {len(variant.all_files)} file(s), {human_bytes(variant.total_bytes)}")

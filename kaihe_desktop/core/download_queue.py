@@ -48,6 +48,9 @@ class QueueItem:
     updated_at: str = ""
     total_bytes: int = 0
     files: tuple[str, ...] = ()
+    partial_keys: tuple[
+        str, ...
+    ] = ()  # names of the partial files (downloads.partial_key), for offline cleanup
 
     @property
     def key(self) -> str:
@@ -56,6 +59,7 @@ class QueueItem:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["files"] = list(self.files)
+        data["partial_keys"] = list(self.partial_keys)
         return data
 
     @classmethod
@@ -70,6 +74,7 @@ class QueueItem:
             updated_at=str(data.get("updated_at", "")),
             total_bytes=int(data.get("total_bytes", 0)),
             files=tuple(data.get("files") or ()),
+            partial_keys=tuple(data.get("partial_keys") or ()),
         )
 
 
@@ -150,6 +155,7 @@ class DownloadQueue:
         revision: str = "main",
         files: Sequence[str] = (),
         total_bytes: int = 0,
+        partial_keys: Sequence[str] = (),
     ) -> QueueItem:
         """Queue a variant (an item already there is queued again, keeping its place)."""
         now = _now()
@@ -161,6 +167,7 @@ class DownloadQueue:
             updated_at=now,
             total_bytes=total_bytes,
             files=tuple(files),
+            partial_keys=tuple(partial_keys),
         )
         result: list[QueueItem] = []
 
@@ -168,7 +175,11 @@ class DownloadQueue:
             for n, item in enumerate(items):
                 if item.key.lower() == fresh.key.lower():
                     requeued = replace(
-                        fresh, added_at=item.added_at, files=fresh.files or item.files, error=None
+                        fresh,
+                        added_at=item.added_at,
+                        files=fresh.files or item.files,
+                        partial_keys=fresh.partial_keys or item.partial_keys,
+                        error=None,
                     )
                     result.append(requeued)
                     return [*items[:n], requeued, *items[n + 1 :]]

@@ -86,20 +86,27 @@ def test_hf_cache_offer_and_starter(
     assert "freed 241.4 MiB" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("keys_in_queue", [True, False])
 def test_rm_discards_an_interrupted_download(
-    kaihe_home: Path, hub: HubServer, tiny: Path, capsys: pytest.CaptureFixture[str]
+    kaihe_home: Path, hub: HubServer, tiny: Path, capsys: pytest.CaptureFixture[str], keys_in_queue: bool
 ) -> None:
     hub.add_repo("kaihe-models/paused-GGUF", {tiny.name: tiny})
     from kaihe_desktop.core.download_queue import resolve_variant
+    from kaihe_desktop.core.downloads import partial_key
 
     variant: Variant = resolve_variant("kaihe-models/paused-GGUF", "Q8_0")
     downloader = Downloader()
     part = downloader.partial_path("kaihe-models/paused-GGUF", "main", variant.files[0])
     part.parent.mkdir(parents=True)
     part.write_bytes(tiny.read_bytes()[:5000])
-    DownloadQueue().add("kaihe-models/paused-GGUF", "Q8_0")
+    keys = [partial_key("kaihe-models/paused-GGUF", "main", f) for f in variant.all_files]
+    DownloadQueue().add("kaihe-models/paused-GGUF", "Q8_0", partial_keys=keys if keys_in_queue else ())
     assert main(["models"]) == 0
     assert "kaihe-models/paused-GGUF:Q8_0" in capsys.readouterr().out
+    if keys_in_queue:
+        hub.remove_repo("kaihe-models/paused-GGUF")  # cleanup needs no Hub when the queue knows the files
     assert main(["rm", "kaihe-models/paused-GGUF:Q8_0"]) == 0
-    assert "discarded the interrupted download" in capsys.readouterr().out
+    assert "discarded the interrupted download of kaihe-models/paused-GGUF:Q8_0: freed 4.9 KiB" in (
+        capsys.readouterr().out
+    )
     assert not part.exists() and DownloadQueue().items() == ()
