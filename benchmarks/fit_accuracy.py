@@ -6,7 +6,8 @@ For each model and context: the estimate (kaihe_desktop.core.fit.estimate for th
   - the growth of the process's RSS after loading and decoding one micro-batch plus a few tokens (each load
     in a fresh process; see tests/helpers/llama_probe.py for what RSS counts and why): bar +-15%.
 Models: the starter model (Gemma 3 270M Q4_K_M) at 2048, 8192 and 32768 context, and tiny models of other
-architectures written with gguf here: llama with GQA (Q4_0, repacked on AVX2), qwen3, qwen3moe (MoE),
+architectures written with gguf here: llama with GQA (Q4_0, repacked on AVX2 unless the build loads without
+extra buffers: an AMX build, see kaihe_desktop/core/llama_build.py), qwen3, qwen3moe (MoE),
 gemma3 (sliding window), and an 82-layer 150 MB llama whose weights dominate like a real model's.
 Then the speed check: predicted generation tokens/s of the starter model (the centre of the estimate at the
 context the run reached, with the RAM bandwidth measured now) against the measured median time per token
@@ -32,6 +33,7 @@ from kaihe_desktop.core.bandwidth import ram_bandwidth_gbps  # noqa: E402
 from kaihe_desktop.core.fit import estimate  # noqa: E402
 from kaihe_desktop.core.gguf_meta import read_local  # noqa: E402
 from kaihe_desktop.core.hardware import probe  # noqa: E402
+from kaihe_desktop.core.llama_build import llama_system_info  # noqa: E402
 from kaihe_desktop.core.speed import llama_cpp_threads, seconds_per_token  # noqa: E402
 from kaihe_desktop.core.starter import starter_model_path  # noqa: E402
 from tests.helpers.llama_probe import ProbeResult, probe_load  # noqa: E402
@@ -101,6 +103,8 @@ def main() -> int:
         print(
             f"machine: {machine.cpu.brand}, {machine.cpu.cores_logical} CPUs, features {machine.cpu.features}"
         )
+        extra = "on (CPU_REPACK copies)" if machine.llama_extra_buffers else "off (AMX build, #20824)"
+        print(f"llama.cpp: {llama_system_info().strip()}; extra buffers {extra}")
         header = (
             f"{'model':32} {'n_ctx':>6} | {'weights est/rep':>17} {'KV est/rep':>15} "
             f"{'compute est/rep':>17} | {'buffers est':>11} {'reported':>9} {'err':>7} | "

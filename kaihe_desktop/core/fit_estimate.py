@@ -18,7 +18,8 @@ verbose=True, and is checked against real loads in tests/core/test_fit.py and be
 - output ("output buffer size"): the logits of one token (n_vocab f32).
 - overhead (not printed by llama.cpp): the runtime's own memory, e.g. the CUDA context on each GPU.
 
-Checked on a CPU here (2-core Xeon, AVX-512): every buffer within 1% of llama.cpp's report, RSS within 5%.
+Checked on a CPU here (2-core Xeon, AVX-512), with a build that repacks and with pip's native AMX build
+loaded without extra buffers: every buffer within 1.5% of llama.cpp's report, RSS within 7%.
 GPU buffers follow the same rules (llama.cpp sizes them with the same code) but could not be checked against
 a real GPU in this project; the CUDA/Metal context overheads are documented assumptions (see below).
 Builds with the AMX backend (pip's native build on Sapphire Rapids and later Xeons) crash in it (llama.cpp

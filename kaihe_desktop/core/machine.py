@@ -80,9 +80,9 @@ class Machine:
     cpu: CpuInfo
     gpus: tuple[GpuInfo, ...] = ()
     gpu_offload_supported: bool = False  # whether the installed llama.cpp build can use a GPU at all
-    # Whether the installed llama.cpp build uses extra CPU buffer types such as CPU_REPACK (repacked copies
-    # of Q4_0/Q4_K/... weights, faster kernels, more RAM). False for builds with the AMX backend, which
-    # crashes and is loaded without them (core.llama_build). True by default so older profiles load.
+    # Whether the installed llama.cpp build uses extra CPU buffer types such as CPU_REPACK (interleaved
+    # copies of Q4_0/Q4_K/... weights on top of the mapped file). False for builds with the AMX backend,
+    # which crashes and is loaded without them (core.llama_build). True by default so older profiles load.
     llama_extra_buffers: bool = True
     disk: DiskInfo | None = None
     os: str = ""

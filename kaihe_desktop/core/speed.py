@@ -18,7 +18,10 @@ Constants, and how they were set:
 - CPU_WEIGHTS_PER_S_PER_THREAD: calibrated on this project's 2-core Xeon (AVX-512 kernels, no AMX; RAM copy
   bandwidth 24 GB/s) with the starter model (Gemma 3 270M Q4_K_M: 268 M weights, 256 MB read per token as
   its tied Q8_0 output reads the whole embedding matrix): 28 tokens/s on 1 thread, 44 on 2. With the
-  smooth roofline above, 8e9 weights/s per thread reproduces both within 6%.
+  smooth roofline above, 8e9 weights/s per thread reproduces both within 6%. Those kernels used the
+  repacked Q4_K copies (CPU_REPACK); an AMX build loaded without extra buffers (core.llama_build) multiplies
+  the file's own blocks and measured the same here (1 thread, CPU time: 26.8 vs 26.5 tokens/s), so the
+  constant does not depend on Machine.llama_extra_buffers.
 - Fixed cost per token: 0.25 ms plus 3 ns per vocabulary entry (graph building, and llama-cpp-python copying
   and sampling the logits), what is left of the time per token of tiny models (4k and 32k vocabularies,
   ~2000 and ~700-1000 tokens/s) once their weights' compute is taken out.
