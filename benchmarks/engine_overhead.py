@@ -22,7 +22,8 @@ from kaihe_desktop.cli.common import render_table
 from kaihe_desktop.core import paths
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient
-from kaihe_desktop.core.engine.worker import extra_buffers_usable, model_params_patched
+from kaihe_desktop.core.engine.worker import model_params_patched
+from kaihe_desktop.core.llama_build import extra_buffers_usable
 
 PROMPT = "{n}. The sea was calm that morning, and the fishermen"
 # Between two runs: lets the other side's OpenMP threads stop spinning, so neither competes for the cores.
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     options = p.LoadOptions(
         path=str(args.model), n_ctx=args.ctx, n_threads=args.threads, n_threads_batch=args.threads
     )
-    extra = extra_buffers_usable(llama_cpp)
+    extra = extra_buffers_usable()
     with model_params_patched(llama_cpp, on_progress=None, extra_buffers=extra):
         llm = llama_cpp.Llama(
             model_path=str(args.model),

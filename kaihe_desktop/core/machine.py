@@ -105,9 +105,7 @@ class Machine:
             return cls(
                 ram=RamInfo(**data["ram"]),
                 cpu=CpuInfo(**{**data["cpu"], "features": tuple(data["cpu"].get("features", ()))}),
-                gpus=tuple(
-                    GpuInfo(**{**g, "vendor": GpuVendor(g["vendor"])}) for g in data.get("gpus", ())
-                ),
+                gpus=tuple(GpuInfo(**{**g, "vendor": GpuVendor(g["vendor"])}) for g in data.get("gpus", ())),
                 gpu_offload_supported=bool(data.get("gpu_offload_supported", False)),
                 llama_extra_buffers=bool(data.get("llama_extra_buffers", True)),
                 disk=DiskInfo(**data["disk"]) if data.get("disk") else None,

@@ -21,6 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from kaihe_desktop.core.engine import protocol as p
+from kaihe_desktop.core.llama_build import extra_buffers_usable
 
 # How much of the whole load the model file is; the rest is creating the context (KV cache).
 _MODEL_SHARE = 0.9
@@ -58,6 +59,7 @@ class _Worker:
     def __init__(self, conn: Connection, llama_cpp: Any) -> None:
         self._conn = conn
         self._lib = llama_cpp
+        disarm_template_compilation(llama_cpp)
         self._llm: Any = None
         self._path: str | None = None
         self._pending: list[p.Request] = []
@@ -115,7 +117,7 @@ class _Worker:
             with model_params_patched(
                 self._lib,
                 on_progress=self._send_progress,
-                extra_buffers=extra_buffers_usable(self._lib),
+                extra_buffers=extra_buffers_usable(),
             ):
                 llm = self._lib.Llama(
                     model_path=options.path,
@@ -274,14 +276,29 @@ class _Worker:
         return self._stop_seen
 
 
-def extra_buffers_usable(llama_cpp: Any) -> bool:
-    """Whether llama.cpp may use its extra CPU buffer types (weight repacking, AMX tiles).
+class _InertChatFormatter:
+    """Stands in for llama-cpp-python's Jinja2ChatFormatter inside the engine process.
 
-    A build compiled with AMX crashes (general protection fault in ldtilecfg) in VMs that report AMX
-    but do not enable its tile state; such builds get the plain CPU buffers, everything else keeps them.
+    Llama() compiles every `tokenizer.chat_template*` of the GGUF at load, whatever chat_format is asked for,
+    in a sandbox that does not guard operators: Jinja folds constants while compiling, so a template holding
+    `{{ 'a' * 300000000 }}` costs seconds and a gigabyte before a single token. KAIHE renders templates in
+    its own hardened sandbox in the parent (core/template_sandbox.py) and never calls create_chat_completion,
+    so the engine compiles nothing.
     """
-    info = llama_cpp.llama_print_system_info().decode("utf-8", "replace")
-    return "AMX_INT8 = 1" not in info and "AMX_BF16 = 1" not in info
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def to_chat_handler(self) -> Callable[..., Any]:
+        def refuse(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("chat templates are rendered by KAIHE's sandbox, not by the engine")
+
+        return refuse
+
+
+def disarm_template_compilation(llama_cpp: Any) -> None:
+    """Make Llama() skip compiling the GGUF's chat templates (see _InertChatFormatter)."""
+    llama_cpp.llama.llama_chat_format.Jinja2ChatFormatter = _InertChatFormatter
 
 
 @contextlib.contextmanager

@@ -191,3 +191,21 @@ def test_stop_during_a_long_prompt_aborts_its_evaluation(engine: EngineClient) -
     assert result.stop_latency_s is not None and result.stop_latency_s < 1.0
     after = engine.generate(prompt, sampling=GREEDY)  # the aborted prompt left the KV cache consistent
     assert after.prompt_tokens == result.prompt_tokens and after.text.strip()
+
+
+def test_a_template_bomb_in_the_gguf_costs_the_engine_nothing(tmp_path: Path) -> None:
+    """llama-cpp-python compiles every GGUF chat template at load; Jinja folds `'a' * 300000000` while
+    compiling, even in a branch that never runs. The engine disarms that compile (KAIHE renders templates
+    in its own sandbox), so loading such a model must not grow the worker by hundreds of megabytes."""
+    import psutil
+
+    from tests.helpers.model_fixtures import TINY_LLAMA
+    from tests.helpers.tiny_gguf import write_tiny_model
+
+    bomb = "{% if false %}{{ 'a' * 300000000 }}{% endif %}{% for m in messages %}{{ m.content }}{% endfor %}"
+    model = write_tiny_model(tmp_path / "bomb.gguf", TINY_LLAMA, chat_template=bomb)
+    with EngineClient(log_path=tmp_path / "engine.log") as client:
+        client.load(p.LoadOptions(path=str(model), n_ctx=256, n_threads=1, n_threads_batch=1))
+        rss = psutil.Process(client.pid).memory_info().rss
+        assert rss < 250 * 1024 * 1024, f"engine RSS {rss / 2**20:.0f} MiB after loading a tiny model"
+        assert client.generate("ab", sampling=GREEDY).stop_reason in (p.STOP_LENGTH, p.STOP_EOS)
