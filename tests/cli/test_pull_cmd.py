@@ -171,6 +171,20 @@ def _wait_for(home: Path, nbytes: int, proc: subprocess.Popen[str], timeout_s: f
     raise AssertionError("the partial file did not grow")
 
 
+def _settled_bytes_sent(hub: HubServer, repo_id: str, filename: str) -> int:
+    """The server's count once the handler of the interrupted request has stopped writing (it may still
+    push a throttled chunk after the client went away)."""
+    last = hub.bytes_sent(repo_id, filename)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = hub.bytes_sent(repo_id, filename)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
 def test_ctrl_c_leaves_a_resumable_download(tmp_path: Path, tiny_repo: str, hub: HubServer) -> None:
     home = tmp_path / "home"
     size = hub.repo(tiny_repo).files["tiny-F16.gguf"].size  # type: ignore[union-attr]
@@ -183,7 +197,7 @@ def test_ctrl_c_leaves_a_resumable_download(tmp_path: Path, tiny_repo: str, hub:
     assert "paused:" in err and f"run `kaihe pull {tiny_repo}:F16` again to resume" in err
     kept = _partial_size(home)
     assert 0 < kept < size
-    sent_before = hub.bytes_sent(tiny_repo, "tiny-F16.gguf")
+    sent_before = _settled_bytes_sent(hub, tiny_repo, "tiny-F16.gguf")
     hub.clear_faults()
     proc = _pull_process(f"{tiny_repo}:F16", home)
     out, err = proc.communicate(timeout=120)
