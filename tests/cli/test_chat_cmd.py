@@ -79,7 +79,11 @@ def _engine_child(cli: psutil.Process, timeout_s: float = 60.0) -> psutil.Proces
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for child in cli.children():
-            if any("spawn_main" in part for part in child.cmdline()):
+            try:
+                cmdline = child.cmdline()
+            except (psutil.ZombieProcess, psutil.NoSuchProcess):
+                continue  # a short-lived helper (py-cpuinfo runs one) that has already exited
+            if any("spawn_main" in part for part in cmdline):
                 return child
         time.sleep(0.05)
     raise AssertionError("the engine process never started")
