@@ -5,6 +5,11 @@ judges an estimate built from the curated shape (no network); the first candidat
 then checked against the Hub through the catalog (real files, sizes and header). A candidate the Hub shows
 not to fit, or cannot serve (gated, gone), is skipped. When the Hub cannot be reached the estimate stands,
 marked ``checked_on_hub=False``, so the list always shows.
+
+On a machine llama.cpp can offload to, the first pass only admits picks that run fully on the GPU (at 4 bits
+or more): a model entirely in VRAM generates several times faster than a larger one split with the CPU, which
+is what users of LM Studio or Jan expect. Only when no curated model of the use case runs fully on the GPU
+does the largest that fits anywhere win (Apple's unified memory counts as the GPU within its Metal budget).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from typing import Any
 
 from kaihe_desktop.core.catalog import Catalog, CatalogRepo
 from kaihe_desktop.core.errors import HubError, HubUnreachableError
+from kaihe_desktop.core.fit_estimate import offload_devices
 from kaihe_desktop.core.hub_listing import is_offline
 from kaihe_desktop.core.licenses import commercial_use_of
 from kaihe_desktop.core.machine import Machine
@@ -134,17 +140,27 @@ class _Rules:
     min_headroom_pct: float | None = None
     max_bytes: int | None = None  # largest download (weights) accepted
     allow_gated: bool = True
+    full_gpu: bool = False  # only picks whose placement is "gpu"
+
+
+def _has_gpu(machine: Machine) -> bool:
+    """Whether this llama.cpp build can put layers on a GPU here (placement "gpu" is possible at all)."""
+    return bool(offload_devices(machine))
 
 
 def _choose(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Recommendation:
-    """The first candidate meeting ``rules``; failing that, the same without the quality floor."""
-    found = _walk(case, machine, hub, rules)
-    if isinstance(found, Recommendation):
-        return found
-    again = _walk(case, machine, hub, replace(rules, floor=None))
-    if isinstance(again, Recommendation):
-        return again
-    return _nothing_fits(case, machine, found + again)
+    """The first candidate meeting ``rules`` that runs fully on the GPU (when there is one); failing that,
+    the first that fits anywhere; failing that, the same without the quality floor."""
+    skipped: list[str] = []
+    passes = [rules, replace(rules, floor=None)]
+    if _has_gpu(machine):
+        passes.insert(0, replace(rules, full_gpu=True))
+    for rules_now in passes:
+        found = _walk(case, machine, hub, rules_now)
+        if isinstance(found, Recommendation):
+            return found
+        skipped += found
+    return _nothing_fits(case, machine, skipped)
 
 
 def _pick_within(
@@ -157,17 +173,16 @@ def _pick_within(
 def _walk(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Recommendation | list[str]:
     """The first candidate (best first) whose estimate and then Hub check meet ``rules``; else the reasons."""
     skipped: list[str] = []
+    passed_over: str | None = None  # the first better candidate that fits, but not fully on the GPU
     for rank, repo in enumerate(case.repos):
         if repo.gated and not rules.allow_gated:
             continue
         estimate = _pick_within(estimated_options(repo), estimated_meta(repo), machine, rules)
         if estimate is None or not _acceptable(estimate, rules):
+            if estimate is not None and passed_over is None and _passed_over(estimate, rules):
+                passed_over = _off_gpu_text(repo, estimate)
             continue
-        prefix = (
-            f"the best {case.title.lower()} pick that fits; "
-            if rank == 0
-            else f"largest {case.title.lower()} pick that fits with the margin; "
-        )
+        prefix = _prefix(case, rank, rules, passed_over)
         live = hub.live(repo.repo_id)
         if isinstance(live, str):
             skipped.append(f"{repo.repo_id}: {live}")
@@ -188,6 +203,10 @@ def _walk(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Rec
         ]
         real = _pick_within(real_options, live.meta, machine, rules)
         if real is None or not _acceptable(real, rules):
+            if real is not None and real.fits and rules.full_gpu:
+                if passed_over is None and _passed_over(real, rules):
+                    passed_over = _off_gpu_text(repo, real)
+                continue  # fits, only not fully on the GPU: the next pass judges it again
             skipped.append(f"{repo.repo_id}: {real.reason if real else 'no variant within the size limit'}")
             continue
         checked = hub.catalog is not None and hub.catalog.is_fresh(live) and hub.down_reason is None
@@ -201,6 +220,38 @@ def _walk(case: UseCase, machine: Machine, hub: _HubState, rules: _Rules) -> Rec
             license_id=live.hub.license.license_id,
         )
     return skipped
+
+
+def _prefix(case: UseCase, rank: int, rules: _Rules, passed_over: str | None) -> str:
+    """Why this candidate: the best of the list, the largest that fits, or the largest fully on the GPU."""
+    title = case.title.lower()
+    if rules.full_gpu:
+        if passed_over is None:
+            return (
+                f"the best {title} pick that fits; "
+                if rank == 0
+                else f"largest {title} pick that runs fully on the GPU; "
+            )
+        return f"largest {title} pick that runs fully on the GPU (several times faster); {passed_over}; "
+    if rank == 0:
+        return f"the best {title} pick that fits; "
+    return f"largest {title} pick that fits with the margin; "
+
+
+def _passed_over(chosen: Pick, rules: _Rules) -> bool:
+    """Whether a candidate failed the full-GPU pass only for running (partly) off the GPU."""
+    return rules.full_gpu and _acceptable(chosen, replace(rules, full_gpu=False))
+
+
+def _off_gpu_text(repo: CuratedRepo, chosen: Pick) -> str:
+    """What a passed-over candidate would need: "Qwen3-14B-GGUF Q6_K would need partial offload (...)"."""
+    name = repo.repo_id.rsplit("/", 1)[-1]
+    p = chosen.plan
+    if str(p.placement) == "partial":
+        where = f"would need partial offload ({p.gpu_layers} of {p.n_layers} layers on the GPU)"
+    else:
+        where = "would run on the CPU only"
+    return f"{name} {chosen.quant} {where}"
 
 
 def _nothing_fits(case: UseCase, machine: Machine, skipped: list[str]) -> Recommendation:
@@ -239,6 +290,8 @@ def _acceptable(chosen: Pick, rules: _Rules) -> bool:
     if not chosen.fits:
         return False
     if rules.floor is not None and quality_rank(chosen.quant) > quality_rank(rules.floor):
+        return False
+    if rules.full_gpu and str(chosen.plan.placement) != "gpu":
         return False
     return rules.min_headroom_pct is None or chosen.plan.headroom_pct >= rules.min_headroom_pct
 
