@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import socket
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,9 +14,9 @@ import pytest
 from kaihe_desktop.core.catalog import Catalog
 from kaihe_desktop.core.listing_cache import ListingCache
 from kaihe_desktop.core.profiles import resolve_profile, shipped_profiles
-from kaihe_desktop.core.quants import quality_rank, quant_type
+from kaihe_desktop.core.quants import pick, quality_rank, quant_type
 from kaihe_desktop.core.recommend import QUALITY_FLOOR, recommend
-from kaihe_desktop.core.recommend_data import load_recommendations
+from kaihe_desktop.core.recommend_data import estimated_meta, estimated_options, load_recommendations
 from tests.helpers.hub_server import HubServer
 from tests.helpers.tiny_gguf import TinySpec, write_tiny_model
 
@@ -54,10 +55,10 @@ def test_every_profile_gets_fitting_estimates(profile: str) -> None:
 
 def test_more_memory_never_recommends_a_smaller_chat_model() -> None:
     order = ["netbook-4gb", "laptop-8gb", "m2-16gb", "rtx4090-32gb", "m3max-64gb"]
-    sizes = []
+    sizes: list[float] = []
     for name in order:
         chat = recommend(resolve_profile(name), use_case="general-chat").items[0]
-        assert chat.repo_id is not None, name
+        assert chat.repo_id is not None and chat.params_b is not None, name
         sizes.append(chat.params_b)
     assert sizes == sorted(sizes)
     assert sizes[-1] > sizes[0]
@@ -225,3 +226,82 @@ def test_curated_shape_estimate_matches_the_real_starter_header(starter_model_pa
     estimated = plan(est, machine, n_ctx=n_ctx, weights_scale=weights_scale(QuantOption("Q4_K_M", size), est))
     actual = plan(real, machine, n_ctx=n_ctx)
     assert abs(estimated.estimate.ram_bytes - actual.estimate.ram_bytes) / actual.estimate.ram_bytes < 0.10
+
+
+# --- placement: a model fully on the GPU beats a larger one split with the CPU ---------------------------
+
+GPU_PROFILES = ["rtx4060-16gb", "rtx4090-32gb", "m2-16gb", "m3max-64gb"]
+CPU_PROFILES = ["netbook-4gb", "laptop-8gb"]
+_LAYERS_RE = re.compile(r"(\S+) (\S+) would need partial offload \((\d+) of (\d+) layers on the GPU\)")
+
+
+@pytest.mark.parametrize("profile", GPU_PROFILES)
+def test_with_a_gpu_every_use_case_runs_fully_on_it(profile: str) -> None:
+    result = recommend(resolve_profile(profile))
+    for item in [*result.items, result.first_run]:
+        assert item is not None and item.repo_id is not None, (profile, item)
+        assert item.placement == "gpu", (profile, item.use_case, item.placement, item.reason)
+        assert item.quant is not None and quality_rank(item.quant) <= quality_rank(QUALITY_FLOOR), item
+
+
+@pytest.mark.parametrize(
+    ("profile", "min_params_b"),
+    [("rtx4060-16gb", 7.0), ("rtx4090-32gb", 14.0), ("m2-16gb", 7.0), ("m3max-64gb", 60.0)],
+)
+def test_gpu_chat_pick_is_as_large_as_the_gpu_allows(profile: str, min_params_b: float) -> None:
+    """8 GB of VRAM holds an 8B at 5-6 bits; 24 GB a 32B at 4 bits; Apple's Metal budget counts as VRAM."""
+    chat = recommend(resolve_profile(profile), use_case="general-chat").items[0]
+    assert chat.placement == "gpu" and chat.params_b is not None
+    assert chat.params_b >= min_params_b, chat
+
+
+def test_partial_offload_of_a_larger_model_is_named_in_the_reason() -> None:
+    chat = recommend(resolve_profile("rtx4060-16gb"), use_case="general-chat").items[0]
+    assert "runs fully on the GPU" in chat.reason
+    found = _LAYERS_RE.search(chat.reason)
+    assert found is not None, chat.reason
+    name, _quant, on_gpu, total = found.groups()
+    assert 0 < int(on_gpu) < int(total)
+    case = load_recommendations().use_case("general-chat")
+    passed = next(r for r in case.repos if r.repo_id.endswith("/" + name))
+    assert chat.params_b is not None and passed.params_b > chat.params_b
+
+
+@pytest.mark.parametrize("profile", CPU_PROFILES)
+def test_without_a_gpu_the_largest_that_fits_in_ram_wins(profile: str) -> None:
+    machine = resolve_profile(profile)
+    result = recommend(machine)
+    for item in result.items:
+        assert item.placement in ("cpu", "none"), item
+        assert "GPU" not in item.reason.split("estimated:")[0], item.reason
+    # Unchanged rule: the first curated chat model (largest first) whose pick fits at 4 bits or more.
+    case = load_recommendations().use_case("general-chat")
+    picks = [(r, pick(estimated_options(r), estimated_meta(r), machine)) for r in case.repos]
+    at_floor = [(r, p) for r, p in picks if p.fits and quality_rank(p.quant) <= quality_rank(QUALITY_FLOOR)]
+    expected_repo, expected = at_floor[0] if at_floor else next((r, p) for r, p in picks if p.fits)
+    chat = result.items[0]
+    assert (chat.repo_id, chat.quant, chat.placement) == (expected_repo.repo_id, expected.quant, "cpu")
+
+
+def test_gpu_the_build_cannot_use_falls_back_to_the_largest_that_fits_in_ram() -> None:
+    machine = resolve_profile("rtx4060-16gb")
+    no_offload = replace(machine, gpu_offload_supported=False)
+    cpu_chat = recommend(no_offload, use_case="general-chat").items[0]
+    gpu_chat = recommend(machine, use_case="general-chat").items[0]
+    assert cpu_chat.placement == "cpu"
+    assert cpu_chat.params_b is not None and gpu_chat.params_b is not None
+    assert cpu_chat.params_b > gpu_chat.params_b  # 16 GB of RAM holds more than 8 GB of VRAM
+
+
+def test_too_small_a_gpu_falls_back_to_the_largest_that_fits_anywhere() -> None:
+    """With 256 MiB of VRAM nothing curated for chat runs fully on the GPU: the old rule decides."""
+    machine = resolve_profile("rtx4060-16gb")
+    tiny = 256 * 1024 * 1024
+    small_gpu = replace(
+        machine, gpus=tuple(replace(g, memory_total_bytes=tiny, memory_free_bytes=tiny) for g in machine.gpus)
+    )
+    chat = recommend(small_gpu, use_case="general-chat").items[0]
+    assert chat.repo_id is not None and chat.placement in ("partial", "cpu")
+    assert "runs fully on the GPU" not in chat.reason.split("estimated:")[0]
+    cpu_chat = recommend(replace(machine, gpu_offload_supported=False), use_case="general-chat").items[0]
+    assert chat.params_b == cpu_chat.params_b  # the largest that fits anywhere, as without the GPU
