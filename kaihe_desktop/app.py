@@ -5,14 +5,19 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kaihe_desktop.core.hardware import probe
 from kaihe_desktop.core.library import LibraryEntry
 from kaihe_desktop.core.machine import Machine
 from kaihe_desktop.core.tiers import tier_for
 
+if TYPE_CHECKING:
+    from kaihe_desktop.qt.main_window import MachineSummary
 
-def machine_summary(profile: Path | None = None):  # type: ignore[no-untyped-def]
+
+def machine_summary(profile: Path | None = None) -> MachineSummary:
+    """Runs on a worker thread: the probe reads /proc, sysfs, NVML and measures RAM bandwidth."""
     from kaihe_desktop.qt.main_window import MachineSummary
 
     machine = Machine.load(profile) if profile else probe()

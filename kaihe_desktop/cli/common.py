@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from kaihe_desktop.core.machine import Machine
+from kaihe_desktop.core.units import format_bytes
 
 
 def add_profile_arg(parser: argparse.ArgumentParser) -> None:
@@ -59,12 +60,5 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    sign = "-" if n < 0 else ""
-    n = abs(float(n))
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if n < 1024 or unit == "TiB":
-            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.1f} {unit}"
-        n /= 1024
-    return f"{sign}{n:.1f} TiB"
+    """Bytes for tables: the core's binary-unit format, "-" for unknown."""
+    return "-" if n is None else format_bytes(n)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from huggingface_hub.utils.sha import git_hash
+
 from kaihe_desktop.core.errors import DiskFullError, DownloadCancelled, DownloadError
 from kaihe_desktop.core.variants import RepoFile
 
@@ -237,16 +239,10 @@ class ProgressMeter:
 
 
 def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
     with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def git_blob_sha1(path: Path) -> str:
-    digest = hashlib.sha1(b"blob %d\0" % path.stat().st_size)  # noqa: S324 - git's object id
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(8 * WRITE_CHUNK), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Git's object id: the Hub's hash for files kept outside LFS (small, by the Hub's own rules)."""
+    return git_hash(path.read_bytes())
