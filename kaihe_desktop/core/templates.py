@@ -22,6 +22,7 @@ from kaihe_desktop.core.template_sandbox import (
     ChatTemplateEnvironment,
     OutputTooLarge,
     RenderLimits,
+    RenderMemoryExceeded,
     RenderTimeout,
     SandboxViolation,
     TemplateRaised,
@@ -256,6 +257,8 @@ def _template_error(model: str, exc: BaseException) -> TemplateError:
         return TemplateError(f"{prefix} tried to reach Python internals ({exc}); it was stopped, nothing ran")
     if isinstance(exc, SandboxViolation):
         return TemplateError(f"{prefix} did something the sandbox forbids ({exc}); it was stopped")
+    if isinstance(exc, RenderMemoryExceeded):
+        return TemplateError(f"{prefix} used too much memory ({exc}); it was stopped")
     if isinstance(exc, OutputTooLarge):
         return TemplateError(f"{prefix} tried to build a huge prompt ({exc}); it was stopped")
     if isinstance(exc, OverflowError):
