@@ -6,6 +6,11 @@ HF_ENDPOINT pointing at it; its partial file is watched and the process killed w
 The last run must end with a verified file in the library; the server's own byte count must stay within
 1.05 x the file size (header read for the fit check included).
 
+Then, in a fresh KAIHE_HOME, two pulls of the same variant are started at once: one downloads, the other is
+refused ("already being downloaded by process N", the download lock) before it moves a byte, so the two
+together move at most 1.05 x the file (without the lock both wrote one partial file: 2.7-3 x, and a corrupt
+file could be listed as verified).
+
 Run: .venv/bin/python benchmarks/pull_sigkill.py [--bandwidth-mb 40]
 """
 
@@ -20,6 +25,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -114,13 +120,47 @@ def main() -> int:
         ratio = total / size
         print(f"library: {entry['name']} sha256 {entry['sha256'][:16]}... matches the package: {verified}")
         print(f"total bytes sent: {total:,} = {ratio:.4f} x file size (limit {LIMIT})")
-        ok = verified and ratio <= LIMIT
+        pair_ok = concurrent_pulls(
+            command, env={**env, "KAIHE_HOME": str(work / "home2")}, size=size, sent=sent
+        )
+        ok = verified and ratio <= LIMIT and pair_ok
         print("PASS" if ok else "FAIL")
         return 0 if ok else 1
     finally:
         server.terminate()
         server.wait(timeout=10)
         shutil.rmtree(work, ignore_errors=True)
+
+
+def concurrent_pulls(command: list[str], *, env: dict[str, str], size: int, sent: Callable[[], int]) -> bool:
+    """Two pulls of one variant started together: one verified download, one refusal, <= LIMIT x the file."""
+    before = sent()
+    started = time.monotonic()
+    pulls = [
+        subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outputs = [p.communicate(timeout=300) for p in pulls]
+    took = time.monotonic() - started
+    moved = sent() - before
+    print(f"\nconcurrent: two pulls of the same variant started at once ({took:.1f} s)")
+    print(f"{'pull':<6} {'pid':>8} {'exit':>5}  last line")
+    for n, (proc, (out, err)) in enumerate(zip(pulls, outputs, strict=True), start=1):
+        shown = out if proc.returncode == 0 else err  # the verified line, or the refusal
+        lines = [
+            x
+            for x in shown.strip().splitlines()
+            if not x.startswith(("downloading [", "verifying [", "done ["))
+        ]
+        print(f"{n:<6} {proc.pid:>8} {proc.returncode:>5}  {lines[-1] if lines else ''}")
+    codes = sorted(p.returncode for p in pulls)
+    refusal = "".join(err for p, (_, err) in zip(pulls, outputs, strict=True) if p.returncode == 1)
+    winner = next((p.pid for p in pulls if p.returncode == 0), None)
+    ratio = moved / size
+    print(f"bytes sent for both pulls: {moved:,} = {ratio:.4f} x file size (limit {LIMIT})")
+    return codes == [0, 1] and f"already being downloaded by process {winner}" in refusal and ratio <= LIMIT
 
 
 if __name__ == "__main__":

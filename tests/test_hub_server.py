@@ -185,6 +185,15 @@ def test_gated_repo_needs_an_allowed_token(hub: HubServer, tmp_path: Path) -> No
     assert Path(path).read_bytes() == b"GGUF" * 10
 
 
+def test_a_token_that_is_no_hugging_face_token_fails_every_request(hub: HubServer) -> None:
+    hub.add_repo("kaihe-test/public-tok", {"m.gguf": b"GGUF"})
+    for url in (f"{hub.url}/api/models/kaihe-test/public-tok", hf_hub_url("kaihe-test/public-tok", "m.gguf")):
+        answer = httpx2.get(url, headers={"Authorization": "Bearer not-a-token"})
+        assert answer.status_code == 401
+        assert answer.headers["X-Error-Message"] == "Invalid credentials in Authorization header"
+    assert HfApi(token="hf_anyone").model_info("kaihe-test/public-tok").id == "kaihe-test/public-tok"
+
+
 def test_status_faults_count_down_with_retry_after(tiny_repo: tuple[str, Path], hub: HubServer) -> None:
     repo_id, _ = tiny_repo
     hub.inject(repo_id, "README.md", status=503, times=2)

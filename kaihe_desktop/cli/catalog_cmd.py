@@ -153,7 +153,7 @@ def render_search(result: SearchResult) -> str:
                 f"{repo.hub.license.license_id or '?'} ({repo.hub.license.commercial_use})",
                 f"{repo.hub.downloads:,}",
                 chosen.quant if chosen and chosen.fits else "-",
-                str(chosen.plan.placement) if chosen else "unknown",
+                str(chosen.plan.placement) if chosen else repo.unread_placement,
                 f"{chosen.plan.headroom_pct:.0f}%" if chosen and chosen.fits else "-",
                 human_bytes(picked.variant.size_bytes) if picked else "-",
                 ",".join(v.variant.quant for v in repo.variants) or "-",

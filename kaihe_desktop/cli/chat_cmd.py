@@ -25,6 +25,7 @@ from kaihe_desktop.core.engine.client import EngineClient, describe_exit
 from kaihe_desktop.core.engine.loading import LoadOverrides, load_model, read_meta
 from kaihe_desktop.core.errors import EngineCrashedError, ModelNotFoundError
 from kaihe_desktop.core.history import HistoryStore
+from kaihe_desktop.core.names import check_path_text
 from kaihe_desktop.core.templates import resolve_chat_format
 
 _DEFAULTS = SamplingSettings()
@@ -70,9 +71,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def resolve_model(spec: str) -> tuple[Path, str]:
     """MODEL as the user typed it → (file to load, label for history): a path, 'starter', or the library."""
-    candidate = Path(spec).expanduser()
-    if candidate.is_file():
-        return candidate, candidate.name
+    candidate = check_path_text(spec, what="model path or name").expanduser()
+    if candidate.is_file() or (candidate.exists() and not candidate.is_dir()):
+        return candidate, candidate.name  # a device or pipe too: reading it says it is not a regular file
     from kaihe_desktop.core.library import Library
 
     library = Library()

@@ -49,7 +49,7 @@ def fail(message: str, *, code: int = 1) -> int:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    cells = [[str(h) for h in headers]] + [[str(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [[_one_line(str(c)) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):
@@ -57,6 +57,13 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def _one_line(text: str) -> str:
+    """A cell as one line: control characters (a name saved before they were refused) shown escaped."""
+    from kaihe_desktop.core.names import escape_controls
+
+    return escape_controls(text)
 
 
 def human_bytes(n: float | None) -> str:

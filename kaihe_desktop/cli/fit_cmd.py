@@ -38,6 +38,7 @@ from kaihe_desktop.core.gguf_meta import read_local, read_remote
 from kaihe_desktop.core.hub_listing import hub_errors, run_with_deadline
 from kaihe_desktop.core.machine import Machine
 from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.names import check_path_text, check_repo_id
 from kaihe_desktop.core.quants import Pick, QuantOption, pick, weights_scale
 from kaihe_desktop.core.tiers import tier_for
 from kaihe_desktop.core.variants import RepoFile, Variant, group_variants
@@ -111,14 +112,14 @@ def _flash_attn(choice: str) -> bool | None:
 def classify(model: str) -> tuple[str, str, str | None]:
     """("local", path, None), ("file", repo_id, filename) or ("repo", repo_id, None)."""
     text = model.strip()
-    local = Path(text).expanduser()
+    local = check_path_text(text, what="model path or Hub name").expanduser()
     if local.exists() or text.startswith((".", "/", "~", "\\")) or local.is_absolute():
         return "local", str(local), None
     parts = [p for p in text.split("/") if p]
     if len(parts) == 2 and not text.lower().endswith(".gguf"):
-        return "repo", "/".join(parts), None
+        return "repo", check_repo_id("/".join(parts)), None
     if len(parts) >= 3 and parts[-1].lower().endswith(".gguf"):
-        return "file", "/".join(parts[:2]), "/".join(parts[2:])
+        return "file", check_repo_id("/".join(parts[:2])), "/".join(parts[2:])
     # "model.gguf" or "models/model.gguf" that is not there: a missing local file.
     raise ModelNotFoundError(f"{text}: no such file, and not a Hub name (OWNER/REPO or OWNER/REPO/FILE.gguf)")
 

@@ -129,27 +129,9 @@ def run_rm(args: argparse.Namespace) -> int:
 
 
 def _discard_download(key: str) -> tuple[str, int] | None:
-    """An interrupted download named REPO:QUANT: delete its partial files and forget it."""
-    from kaihe_desktop.core.download_queue import resolve_variant
+    """An interrupted download named REPO:QUANT: delete its partial files and forget it (the core refuses
+    while a process is downloading it)."""
     from kaihe_desktop.core.downloads import Downloader
 
-    queue = DownloadQueue()
-    item = queue.get(key)
-    if item is None or item.state == "done":
-        return None
-    freed = 0
-    downloader = Downloader()
-    if item.partial_keys:  # known from when it was queued: no Hub needed
-        for key_name in item.partial_keys:
-            part = downloader.partial_dir / f"{key_name}.part"
-            if part.exists():
-                freed += part.stat().st_size
-                part.unlink()
-    else:
-        try:
-            variant = resolve_variant(item.repo_id, item.quant)
-            freed = downloader.discard_partials(item.repo_id, variant, revision=item.revision)
-        except ModelNotFoundError:
-            pass  # the repo is gone: nothing on the Hub to match the partial files against
-    queue.remove(item.key)
-    return item.key, freed
+    discarded = DownloadQueue().discard(key, downloader=Downloader())
+    return None if discarded is None else (discarded.key, discarded.freed_bytes)

@@ -9,6 +9,7 @@ way (Ctrl-C, crash, SIGKILL) is resumed as it was queued, without asking the Hub
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import re
 import sys
@@ -19,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, human_bytes, machine_from_args
+from kaihe_desktop.core.download_lock import ALREADY, DownloadLock, ensure_not_downloading
 from kaihe_desktop.core.download_queue import DownloadQueue, QueueItem
 from kaihe_desktop.core.downloads import (
     Downloader,
@@ -35,11 +37,13 @@ from kaihe_desktop.core.errors import (
     UnsafeFilenameError,
 )
 from kaihe_desktop.core.library import Library, LibraryEntry
+from kaihe_desktop.core.names import check_repo_id, shown
 from kaihe_desktop.core.variants import Variant, find_variant
 
 HUB_LISTING_TIMEOUT_S = 60.0
-HEADER_ATTEMPTS = 4
+HUB_PROBE_TIMEOUT_S = 4.0
 T = TypeVar("T")
+PAUSE_GRACE_S = 0.8  # after Ctrl-C, how long the download thread gets to stop before we report the pause
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -65,7 +69,8 @@ def parse_model_ref(text: str) -> tuple[str, str | None]:
     """ "owner/name[:QUANT]" -> (repo_id, quant or None)."""
     repo_id, _, quant = text.strip().partition(":")
     if not _REPO_RE.match(repo_id) or ".." in repo_id:
-        raise ModelNotFoundError(f"{text!r} is not a Hub repo name: expected OWNER/NAME[:QUANT]")
+        raise ModelNotFoundError(f"{shown(text)} is not a Hub repo name: expected OWNER/NAME[:QUANT]")
+    check_repo_id(repo_id)  # the Hub's own rules, as one line instead of HFValidationError's traceback
     return repo_id, (quant.strip().upper() or None)
 
 
@@ -77,11 +82,21 @@ class PullDecision:
     fits: bool
 
 
-def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDecision:
-    """List the repo, read one header, plan the variant(s) for the machine: which one, and does it fit."""
+def decide(
+    repo_id: str,
+    quant: str | None,
+    args: argparse.Namespace,
+    *,
+    claim: Callable[[Variant], object] | None = None,
+) -> PullDecision:
+    """List the repo, read one header, plan the variant(s) for the machine: which one, and does it fit.
+
+    ``claim`` gets a named variant before its header is read: a second pull of it is refused there,
+    before it moves any byte.
+    """
     from kaihe_desktop.core.advice import Severity, warnings
     from kaihe_desktop.core.gguf_meta import read_remote
-    from kaihe_desktop.core.hub_listing import list_repo_files, run_with_deadline
+    from kaihe_desktop.core.hub_listing import list_repo_files
     from kaihe_desktop.core.quants import QuantOption, pick
     from kaihe_desktop.core.variants import group_variants
 
@@ -90,21 +105,21 @@ def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDec
 
         return group_variants(list_repo_files(HfApi(), repo_id))
 
-    variants = run_with_deadline(listing, timeout_s=HUB_LISTING_TIMEOUT_S, what=f"listing {repo_id}")
+    variants = _listing_call(listing, what=f"listing {repo_id}")
     if not variants:
         raise ModelNotFoundError(f"{repo_id}: no GGUF model files in this repo")
     wanted = find_variant(variants, quant) if quant else None
     if wanted is not None:
         _check_names(wanted)  # before any byte of it is read
+        if claim is not None:
+            claim(wanted)
     else:
         variants = tuple(v for v in variants if _names_are_safe(v))
         if not variants:
             raise UnsafeFilenameError(f"{repo_id}: every variant has a file name that leaves its folder")
     header_of = wanted or min(variants, key=lambda v: (len(v.files), v.size_bytes))
-    meta = _with_retries(
-        lambda: read_remote(repo_id, header_of.first_file, revision=args.revision),
-        what=f"reading the header of {repo_id}/{header_of.first_file}",
-    )
+    # 429/5xx/refused are retried inside read_remote by core's one cancellable loop (hub_retry)
+    meta = read_remote(repo_id, header_of.first_file, revision=args.revision)
     machine = machine_from_args(args)
     options = [
         QuantOption(quant=v.quant, size_bytes=v.size_bytes, files=tuple(f.path for f in v.files))
@@ -123,20 +138,17 @@ def decide(repo_id: str, quant: str | None, args: argparse.Namespace) -> PullDec
     return PullDecision(variant=variant, reason=reason, warnings=tuple(a.message for a in advice), fits=fits)
 
 
-def _with_retries(fn: Callable[[], T], *, what: str, attempts: int = HEADER_ATTEMPTS) -> T:
-    """Transient Hub failures (5xx, 429, timeouts) get a few more tries with backoff; others fail at once."""
-    from kaihe_desktop.core.errors import GatedRepoError, HubError, RepoNotFoundError
+def _listing_call(fn: Callable[[], T], *, what: str) -> T:
+    """A Hub listing within HUB_LISTING_TIMEOUT_S; a refused connection fails in seconds (the probe), not
+    after huggingface_hub's own retries (1+2+4+8+8 s). In a thread, so Ctrl-C stops the wait at once."""
+    from huggingface_hub import constants
 
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except (GatedRepoError, RepoNotFoundError):
-            raise
-        except HubError as exc:
-            if attempt == attempts:
-                raise HubError(f"{what} failed after {attempts} attempts: {exc}") from exc
-            time.sleep(min(8.0, 2.0 ** (attempt - 1)))
-    raise AssertionError("unreachable")
+    from kaihe_desktop.core.hub_listing import probe_endpoint, run_with_deadline
+
+    def probe() -> None:
+        probe_endpoint(constants.ENDPOINT, timeout_s=HUB_PROBE_TIMEOUT_S)
+
+    return run_with_deadline(fn, timeout_s=HUB_LISTING_TIMEOUT_S, what=what, probe=probe)
 
 
 def _check_names(variant: Variant) -> None:
@@ -207,6 +219,7 @@ def _download_in_thread(
     *,
     revision: str,
     progress: ProgressBar,
+    lock: DownloadLock,
 ) -> DownloadResult:
     """Run the download in a worker so Ctrl-C in the main thread becomes a clean pause (partials kept)."""
     cancel = threading.Event()
@@ -216,7 +229,7 @@ def _download_in_thread(
     def work() -> None:
         try:
             box["result"] = downloader.download_variant(
-                repo_id, variant, revision=revision, progress=progress, cancel=cancel
+                repo_id, variant, revision=revision, progress=progress, cancel=cancel, lock=lock
             )
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             box["error"] = exc
@@ -229,12 +242,13 @@ def _download_in_thread(
             pass
     except KeyboardInterrupt:
         cancel.set()
-        while not finished.wait(0.2):
-            pass
-        if "error" not in box:  # it had just finished
+        # Core's waits and reads see `cancel` within a fraction of a second; the grace bounds the rest (a HEAD
+        # to a stalled server, the sha256 of a big file): the partial file stays a valid prefix either way.
+        finished.wait(PAUSE_GRACE_S)
+        if finished.is_set() and "error" not in box:  # it had just finished
             done: DownloadResult = box["result"]
             return done
-        raise KeyboardInterrupt from box["error"]
+        raise KeyboardInterrupt from box.get("error")
     if "error" in box:
         raise box["error"]
     result: DownloadResult = box["result"]
@@ -264,10 +278,53 @@ def run(args: argparse.Namespace) -> int:
         return 0
 
     downloader = Downloader()
+    with contextlib.ExitStack() as held:  # the download lock, released once the library lists the model
+        pulled = _pull_locked(args, repo_id, quant, downloader, queue, library, held, say)
+    if pulled is None:
+        return 130
+    result, entry = pulled.result, pulled.entry
+    say(
+        f"verified sha256 of {len(result.files)} file(s); added {entry.name} to the library "
+        f"({human_bytes(entry.size_bytes)}): {entry.path}"
+    )
+    if args.json:
+        emit_json(_entry_json(entry, fetched=result.fetched_bytes, reason=pulled.reason))
+    return 0
+
+
+@dataclass(frozen=True)
+class _Pulled:
+    result: DownloadResult
+    entry: LibraryEntry
+    reason: str | None
+
+
+def _pull_locked(
+    args: argparse.Namespace,
+    repo_id: str,
+    quant: str | None,
+    downloader: Downloader,
+    queue: DownloadQueue,
+    library: Library,
+    held: contextlib.ExitStack,
+    say: Callable[[str], None],
+) -> _Pulled | None:
+    """Claim the variant's download lock (DownloadInProgressError when another process holds it), then
+    queue, download and list it under that lock, held by ``held``; None when it was paused."""
+    claimed: list[DownloadLock] = []
+
+    def claim(variant: Variant, revision: str) -> DownloadLock:
+        if not claimed:
+            claimed.append(held.enter_context(downloader.lock(repo_id, variant, revision=revision)))
+        return claimed[0]
+
     pending = queue.find_pending(repo_id, quant)
     reason: str | None = None
     if pending is not None:
+        # refused at once, before asking the Hub anything, when the queue already names the partial files
+        ensure_not_downloading(downloader.locks_dir, pending.partial_keys, what=pending.key, refusal=ALREADY)
         variant = _variant_of(pending)
+        lock = claim(variant, pending.revision)
         have = sum(
             s.have_bytes for s in downloader.partial_state(repo_id, variant, revision=pending.revision)
         )
@@ -277,8 +334,9 @@ def run(args: argparse.Namespace) -> int:
         )
         revision = pending.revision
     else:
-        decision = decide(repo_id, quant, args)
+        decision = decide(repo_id, quant, args, claim=lambda v: claim(v, args.revision))
         variant = decision.variant
+        lock = claim(variant, args.revision)  # without :QUANT, known only now
         reason = decision.reason
         if decision.reason:
             say(f"picked {variant.quant}: {decision.reason}")
@@ -305,28 +363,22 @@ def run(args: argparse.Namespace) -> int:
     queue.set_state(key, "running")
     bar = ProgressBar(sys.stderr, enabled=True)
     try:
-        result = _download_in_thread(downloader, repo_id, variant, revision=revision, progress=bar)
+        result = _download_in_thread(downloader, repo_id, variant, revision=revision, progress=bar, lock=lock)
     except (KeyboardInterrupt, DownloadCancelled):
         have = sum(s.have_bytes for s in downloader.partial_state(repo_id, variant, revision=revision))
-        queue.set_state(key, "paused", error="interrupted")
+        queue.set_state_after_error(key, "paused", error="interrupted")
         print(
             f"\npaused: {human_bytes(have)} of {human_bytes(variant.total_bytes)} kept; "
             f"run `kaihe pull {key}` again to resume",
             file=sys.stderr,
         )
-        return 130
+        return None
     except KaiheError as exc:
-        queue.set_state(key, "failed", error=str(exc))
+        queue.set_state_after_error(key, "failed", error=str(exc))
         raise
-    entry = library.add_download(result)
+    entry = library.add_download(result)  # still under the lock: `kaihe rm` cannot slip in before it
     queue.remove(key)
-    say(
-        f"verified sha256 of {len(result.files)} file(s); added {entry.name} to the library "
-        f"({human_bytes(entry.size_bytes)}): {entry.path}"
-    )
-    if args.json:
-        emit_json(_entry_json(entry, fetched=result.fetched_bytes, reason=reason))
-    return 0
+    return _Pulled(result=result, entry=entry, reason=reason)
 
 
 def _installed(library: Library, repo_id: str, quant: str | None) -> LibraryEntry | None:
@@ -345,7 +397,9 @@ def _variant_of(item: QueueItem) -> Variant:
     from kaihe_desktop.core.download_queue import resolve_variant
 
     try:
-        return resolve_variant(item.repo_id, item.quant)
+        return _listing_call(
+            lambda: resolve_variant(item.repo_id, item.quant), what=f"listing {item.repo_id}"
+        )
     except KaiheError:
         raise
     except Exception as exc:  # noqa: BLE001 - shown as one line

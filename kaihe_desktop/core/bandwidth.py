@@ -13,7 +13,6 @@ size, so it is redone only when the machine changes (or on `refresh=True`).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import numpy as np
 import psutil
 
-from kaihe_desktop.core import paths
+from kaihe_desktop.core import json_store, paths
 
 CACHE_FILE_NAME = "ram_bandwidth.json"
 
@@ -123,20 +122,11 @@ def _thread_count() -> int:
 
 def _read_entries(cache_file: Path) -> dict[str, Any]:
     """The cache's entries; a missing or damaged cache is simply empty (it is re-measured)."""
-    try:
-        data = json.loads(cache_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    entries = data.get("entries") if isinstance(data, dict) else None
+    data = json_store.read_cache(cache_file)
+    entries = data.get("entries") if data is not None else None
     return dict(entries) if isinstance(entries, dict) else {}
 
 
 def _write_entries(cache_file: Path, entries: dict[str, Any]) -> None:
-    """Write atomically; a cache that cannot be written only costs a re-measure next time."""
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f"{cache_file.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"entries": entries}, indent=2), encoding="utf-8")
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass
+    """Write atomically (no temp file survives a failure); not writing only costs a re-measure next time."""
+    json_store.write_cache(cache_file, {"entries": entries}, what="the RAM bandwidth measurement", indent=2)

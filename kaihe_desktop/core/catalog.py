@@ -35,6 +35,7 @@ from kaihe_desktop.core.hub_listing import (
     probe_endpoint,
     run_with_deadline,
 )
+from kaihe_desktop.core.hub_retry import RetryPolicy
 from kaihe_desktop.core.library import Library, LibraryEntry
 from kaihe_desktop.core.listing_cache import CachedRepo, ListingCache, search_key
 from kaihe_desktop.core.machine import Machine
@@ -194,7 +195,9 @@ class Catalog:
     def _info(self, repo_id: str) -> HubRepo:
         from kaihe_desktop.core.hub_listing import hub_errors, hub_repo_from_info
 
-        with hub_errors(f"reading {repo_id}"):
+        with hub_errors(
+            f"reading {repo_id}", repo_id=repo_id, token=self.api.token, endpoint=self.api.endpoint
+        ):
             info = self.api.model_info(
                 repo_id,
                 timeout=self.timeout_s,
@@ -219,6 +222,7 @@ class Catalog:
                     token=self.token,
                     endpoint=self.endpoint,
                     timeout=self.timeout_s,
+                    retry=RetryPolicy.within(self.timeout_s),  # 429/5xx retried, never past the budget
                 )
             except HubUnreachableError:
                 raise

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from kaihe_desktop.core.errors import UNLOADABLE
 from kaihe_desktop.core.hub_listing import HubRepo
 from kaihe_desktop.core.library import LibraryEntry
 from kaihe_desktop.core.machine import Machine
@@ -32,7 +33,8 @@ class SearchFilter:
 
 @dataclass(frozen=True)
 class VariantFit:
-    """One variant and how it sits on the machine (``placement`` "unknown" when no header could be read)."""
+    """One variant and how it sits on the machine: ``placement`` "unknown" when no header could be read,
+    "unusable" when the header says llama.cpp cannot load the model (the repo's error says why)."""
 
     variant: Variant
     placement: str
@@ -93,6 +95,11 @@ class CatalogRepo:
         return "unknown" if template is None else ("instruct" if template else "base")
 
     @property
+    def unread_placement(self) -> str:
+        """The FIT shown without a pick: "unusable" when llama.cpp cannot load the model, else "unknown"."""
+        return "unusable" if self.error is not None and UNLOADABLE in self.error else "unknown"
+
+    @property
     def fits(self) -> bool:
         return self.pick is not None and self.pick.fits
 
@@ -115,7 +122,7 @@ class CatalogRepo:
             "kind": self.kind,
             "picked_quant": self.pick.quant if self.pick and self.pick.fits else None,
             "pick_reason": self.pick.reason if self.pick else None,
-            "placement": str(self.pick.plan.placement) if self.pick else "unknown",
+            "placement": str(self.pick.plan.placement) if self.pick else self.unread_placement,
             "headroom_pct": self.pick.plan.headroom_pct if self.pick else None,
             "variants": [v.to_dict() for v in self.variants],
             "error": self.error,
@@ -166,7 +173,8 @@ def evaluate_repo(
             for v in variants
         )
     else:
-        fits = tuple(VariantFit(v, "unknown", None, None) for v in variants)
+        unusable = meta is None and error is not None and UNLOADABLE in error
+        fits = tuple(VariantFit(v, "unusable" if unusable else "unknown", None, None) for v in variants)
     if not variants and error is None:
         error = "no GGUF model files in this repo"
     return CatalogRepo(hub=hub, variants=fits, meta=meta, pick=chosen, fetched_at=fetched_at, error=error)

@@ -1,11 +1,11 @@
-"""The pieces of a download that touch bytes: the writer handed to huggingface_hub's http_get (writes,
-hashes in a helper thread, honours cancel, turns a full disk into DiskFullError) and the progress meter."""
+"""The pieces of a download that touch bytes: the writer handed to the GET (writes, honours cancel, turns a
+full disk into DiskFullError), the progress meter, and the hashes of files as they are on disk."""
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import queue
+import os
 import threading
 import time
 from collections import deque
@@ -50,11 +50,13 @@ class DownloadProgress:
 ProgressCallback = Callable[[DownloadProgress], None]
 
 
-class HashingWriter:
-    """The file object handed to http_get: writes, hashes in a helper thread, reports, honours cancel.
+class PartWriter:
+    """The file object handed to the GET: writes, reports progress, honours cancel, turns ENOSPC into
+    DiskFullError.
 
-    http_get rewinds and truncates it when a server ignores Range (a 200 to a resumed request); the hash
-    then starts over too.
+    It does not hash: what admits a file is the sha256 of the part file read back from disk after the last
+    write (``sha256_file``), not of the bytes that went through the socket, so a second writer or a bad
+    disk cannot get a corrupt file approved. The GET rewinds and truncates it when a server ignores Range.
     """
 
     def __init__(
@@ -70,43 +72,8 @@ class HashingWriter:
         self._on_bytes = on_bytes
         self._cancel = cancel
         self._what = what
-        self._queue: queue.Queue[bytes | int | None] = queue.Queue(maxsize=64)
-        self._digest = hashlib.sha256()
-        self._hash_error: BaseException | None = None
         self.position = have
         self.written_now = 0
-        self._start_hasher()
-        if have:
-            self._queue.put(have)  # hash the prefix already on disk, then what arrives
-
-    def _start_hasher(self) -> None:
-        self._thread = threading.Thread(target=self._hash_loop, name="kaihe-sha256", daemon=True)
-        self._thread.start()
-
-    def _hash_loop(self) -> None:
-        try:
-            while True:
-                item = self._queue.get()
-                if item is None:
-                    return
-                if isinstance(item, int):
-                    self._hash_prefix(item)
-                else:
-                    self._digest.update(item)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread by finish()
-            self._hash_error = exc
-            while self._queue.get() is not None:
-                pass
-
-    def _hash_prefix(self, size: int) -> None:
-        with open(self._fh.name, "rb") as src:
-            left = size
-            while left > 0:
-                block = src.read(min(8 * WRITE_CHUNK, left))
-                if not block:
-                    raise DownloadError(f"{self._what}: the partial file shrank while resuming")
-                self._digest.update(block)
-                left -= len(block)
 
     def write(self, data: bytes) -> int:
         if self._cancel is not None and self._cancel.is_set():
@@ -120,7 +87,6 @@ class HashingWriter:
                     "the partial download is kept: free some space and run the download again"
                 ) from exc
             raise
-        self._queue.put(bytes(data))
         self.position += len(data)
         self.written_now += len(data)
         self._on_bytes(len(data))
@@ -136,33 +102,16 @@ class HashingWriter:
 
     def truncate(self, size: int | None = None) -> int:
         self._fh.flush()
-        self._queue.put(None)  # let the hasher finish reading what it was given before the file shrinks
-        self._thread.join()
         new_size = self._fh.truncate(self.position if size is None else size)
         if new_size != 0:
             raise DownloadError(f"{self._what}: cannot restart the download from byte {new_size}")
-        # the server ignored Range: the file starts over, and so does its hash
-        self._digest = hashlib.sha256()
-        self._hash_error = None
-        self._start_hasher()
+        # the server ignored Range: the file starts over
         self._on_bytes(-self.written_now)
         self.written_now = 0
         return new_size
 
     def flush(self) -> None:
         self._fh.flush()
-
-    def finish(self) -> str:
-        """Wait for the hash thread; the sha256 of everything written."""
-        self._queue.put(None)
-        self._thread.join()
-        if self._hash_error is not None:
-            raise self._hash_error
-        return self._digest.hexdigest()
-
-    def abandon(self) -> None:
-        self._queue.put(None)
-        self._thread.join(timeout=30)
 
 
 def human_size(n: float) -> str:
@@ -241,6 +190,33 @@ class ProgressMeter:
 def sha256_file(path: Path) -> str:
     with path.open("rb") as fh:
         return hashlib.file_digest(fh, "sha256").hexdigest()
+
+
+def sync_and_hash(fh: IO[bytes], path: Path) -> str:
+    """fsync ``fh`` and, meanwhile, the sha256 of ``path`` read back after the last write to it.
+
+    The hash reads the page cache, so it overlaps the fsync instead of adding to it; both are done when
+    this returns, so the digest is that of the bytes on disk.
+    """
+    fh.flush()
+    digests: list[str] = []
+    errors: list[BaseException] = []
+
+    def digest() -> None:
+        try:
+            digests.append(sha256_file(path))
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            errors.append(exc)
+
+    hasher = threading.Thread(target=digest, name="kaihe-sha256", daemon=True)
+    hasher.start()
+    try:
+        os.fsync(fh.fileno())
+    finally:
+        hasher.join()
+    if errors:
+        raise errors[0]
+    return digests[0]
 
 
 def git_blob_sha1(path: Path) -> str:

@@ -3,9 +3,11 @@
 `hf_hub_download` resumes a cut connection only inside one call and throws its partial file away when the
 call fails, so a crash or a restart would start over. Here every file is fetched into our own partial file,
 ``<models>/.partial/<sha256>.part``, with ``get_hf_file_metadata`` (size, LFS sha256, CDN location) and
-``file_download.http_get(..., resume_size=N)`` (which itself resumes cut connections with ``Range`` and
-starts over when a server ignores ``Range``). The sha256 is computed while bytes arrive (in a second thread)
-and checked against the Hub's LFS hash before the file is moved into place.
+one ``Range`` GET per try (``hub_retry.get_once``: starts over when a server ignores ``Range``). Retries are
+ours alone, in one cancellable loop (``hub_retry.Retrier``), with huggingface_hub's own retries off.
+One process writes a partial file at a time (``download_lock``: a lock per file, held for the whole
+download). The sha256 that admits a file is read back from the part file on disk after the last write and
+fsync, and checked against the Hub's LFS hash before the file is moved into place.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import hashlib
 import os
 import shutil
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -23,38 +24,47 @@ from typing import IO, NamedTuple
 import httpx2
 from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
 from huggingface_hub import errors as hf_errors
-from huggingface_hub.file_download import http_get
 from huggingface_hub.utils import build_hf_headers
-from huggingface_hub.utils.tqdm import silent_tqdm
 
 from kaihe_desktop.core import paths
 from kaihe_desktop.core.download_io import (
     DISK_FULL_ERRNOS,
     WRITE_CHUNK,
     DownloadProgress,
-    HashingWriter,
+    PartWriter,
     ProgressCallback,
     ProgressMeter,
     git_blob_sha1,
     human_size,
     sha256_file,
+    sync_and_hash,
 )
+from kaihe_desktop.core.download_lock import DownloadLock, locks_dir
 from kaihe_desktop.core.errors import (
     ChecksumMismatchError,
     DiskFullError,
     DownloadCancelled,
     DownloadError,
     GatedRepoError,
+    HubError,
     HubUnreachableError,
     RepoNotFoundError,
     UnsafeFilenameError,
 )
+from kaihe_desktop.core.hub_errors import auth_error_from
 from kaihe_desktop.core.hub_listing import is_offline
+from kaihe_desktop.core.hub_retry import (
+    Failure,
+    Retrier,
+    RetryPolicy,
+    failure_of,
+    get_once,
+    wait_or_cancel,
+)
 from kaihe_desktop.core.variants import RepoFile, Variant
 
 PARTIAL_DIR = ".partial"
 DISK_RESERVE_BYTES = 64 * 1024 * 1024  # never fill the disk to the last byte
-RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
 
 class DiskUsage(NamedTuple):
@@ -157,7 +167,10 @@ class Downloader:
         token: str | bool | None = None,
         max_retries: int = 5,
         backoff_base_s: float = 1.0,
-        backoff_max_s: float = 30.0,
+        backoff_max_s: float = 16.0,
+        retry_after_cap_s: float = 60.0,
+        give_up_after_s: float = 75.0,
+        unreachable_after_s: float = 4.0,
         timeout_s: float = 10.0,
         disk_usage: Callable[[Path], DiskUsage] = _default_disk_usage,
         disk_reserve_bytes: int = DISK_RESERVE_BYTES,
@@ -166,9 +179,15 @@ class Downloader:
         self.models_dir = models_dir if models_dir is not None else paths.models_dir()
         self.endpoint = endpoint
         self.token = token
-        self.max_retries = max_retries
-        self.backoff_base_s = backoff_base_s
-        self.backoff_max_s = backoff_max_s
+        # one retry budget per file, spent in _download_one's loop (huggingface_hub's own retries are off)
+        self.retry_policy = RetryPolicy(
+            max_attempts=max_retries + 1,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+            retry_after_cap_s=retry_after_cap_s,
+            give_up_after_s=give_up_after_s,
+            unreachable_after_s=unreachable_after_s,
+        )
         self.timeout_s = timeout_s
         self.disk_usage = disk_usage
         self.disk_reserve_bytes = disk_reserve_bytes
@@ -177,6 +196,16 @@ class Downloader:
     @property
     def partial_dir(self) -> Path:
         return self.models_dir / PARTIAL_DIR
+
+    @property
+    def locks_dir(self) -> Path:
+        return locks_dir(self.models_dir)
+
+    def lock(self, repo_id: str, variant: Variant, *, revision: str = "main") -> DownloadLock:
+        """The (not yet taken) lock on every partial file of ``variant``: shards another variant shares
+        are locked too, so two variants never write one partial file."""
+        keys = [partial_key(repo_id, revision, f) for f in variant.all_files]
+        return DownloadLock(self.locks_dir, keys, what=f"{repo_id}:{variant.quant}")
 
     def destination(self, repo_id: str, repo_path: str) -> Path:
         """Where a remote file lands; UnsafeFilenameError when its name would leave the repo folder."""
@@ -228,14 +257,36 @@ class Downloader:
         revision: str = "main",
         progress: ProgressCallback | None = None,
         cancel: threading.Event | None = None,
+        lock: DownloadLock | None = None,
     ) -> DownloadResult:
-        """Every shard and the projector of ``variant``, verified; resumes whatever a previous run left."""
+        """Every shard and the projector of ``variant``, verified; resumes whatever a previous run left.
+
+        Holds ``lock`` (a caller that must keep it past the download, to add the result to the library,
+        passes it; by default ``self.lock(...)``) for the whole download: DownloadInProgressError at once
+        when another process holds it.
+        """
         files = variant.all_files
         targets = [self.destination(repo_id, f.path) for f in files]  # refuse bad names before any byte
         if is_offline() and not all(self._complete_on_disk(repo_id, f) for f in files):
             raise HubUnreachableError(
                 f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); partial files are kept"
             )
+        with lock or self.lock(repo_id, variant, revision=revision):
+            return self._download_locked(
+                repo_id, variant, targets, revision=revision, progress=progress, cancel=cancel
+            )
+
+    def _download_locked(
+        self,
+        repo_id: str,
+        variant: Variant,
+        targets: Sequence[Path],
+        *,
+        revision: str,
+        progress: ProgressCallback | None,
+        cancel: threading.Event | None,
+    ) -> DownloadResult:
+        files = variant.all_files
         self.check_disk_space(repo_id, files, revision=revision)
         meter = ProgressMeter(repo_id=repo_id, files=files, callback=progress)
         done: list[DownloadedFile] = []
@@ -284,8 +335,8 @@ class Downloader:
                     remote.path, target, remote.size_bytes, digest, 0, remote.size_bytes
                 ), revision
         url = hf_hub_url(repo_id, remote.path, revision=revision, endpoint=self.endpoint)
-        attempt = 0
-        unreachable_since: float | None = None
+        retrier = Retrier(self.retry_policy)
+        fetched_mark = meter.fetched
         while True:
             if cancel is not None and cancel.is_set():
                 raise DownloadCancelled(f"{what}: download paused; the partial file is kept for resume")
@@ -294,11 +345,11 @@ class Downloader:
             except (DownloadCancelled, DiskFullError, ChecksumMismatchError, UnsafeFilenameError):
                 raise
             except hf_errors.GatedRepoError as exc:
-                raise GatedRepoError(self._gated_message(repo_id)) from exc
+                raise self._refused(repo_id, exc) or GatedRepoError(self._gated_message(repo_id)) from exc
             except hf_errors.RepositoryNotFoundError as exc:
-                if _status(exc) == 401 and self._token_given():
-                    raise GatedRepoError(self._gated_message(repo_id)) from exc
-                raise RepoNotFoundError(f"{repo_id} was not found on the Hub (or it is private)") from exc
+                raise self._refused(repo_id, exc) or RepoNotFoundError(
+                    f"{repo_id} was not found on the Hub (or it is private)"
+                ) from exc
             except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
                 raise RepoNotFoundError(f"{what} was not found on the Hub at revision {revision}") from exc
             except hf_errors.OfflineModeIsEnabled as exc:
@@ -306,37 +357,39 @@ class Downloader:
                     f"cannot download {what}: offline mode is on (HF_HUB_OFFLINE)"
                 ) from exc
             except (hf_errors.HfHubHTTPError, httpx2.TransportError, OSError, TimeoutError) as exc:
-                status = _status(exc)
-                retryable = status is None or status in RETRY_STATUS
+                if (refused := self._refused(repo_id, exc)) is not None:  # an invalid token: 401 anywhere
+                    raise refused from exc
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
                     raise DiskFullError(f"the disk filled up while writing {what}; partial kept") from exc
-                attempt += 1
-                if isinstance(exc, httpx2.ConnectError):  # no route to the Hub at all: bounded by timeout_s
-                    now = time.monotonic()
-                    unreachable_since = unreachable_since if unreachable_since is not None else now
-                    if now - unreachable_since >= self.timeout_s or attempt > self.max_retries:
-                        raise HubUnreachableError(
-                            f"cannot reach the Hub at {self._endpoint()} to download {what} "
-                            f"(tried for {now - unreachable_since:.0f} s); the partial file is kept"
-                        ) from exc
-                else:
-                    unreachable_since = None
-                if not retryable or attempt > self.max_retries:
-                    reason = f"HTTP {status}" if status is not None else (str(exc).splitlines() or ["?"])[0]
-                    tries = f" after {attempt} attempts" if retryable else ""
-                    raise DownloadError(f"downloading {what} failed{tries}: {reason}") from exc
-                wait = _retry_after(exc)
+                if meter.fetched > fetched_mark:  # the try moved bytes: a flaky link, not a dead one
+                    fetched_mark = meter.fetched
+                    retrier.progressed()
+                failure = failure_of(exc)
+                wait = retrier.next_wait(failure)
                 if wait is None:
-                    wait = min(self.backoff_max_s, self.backoff_base_s * 2 ** (attempt - 1))
-                if unreachable_since is not None:
-                    wait = max(0.0, min(wait, unreachable_since + self.timeout_s - time.monotonic()))
-                if cancel is not None:
-                    if cancel.wait(wait):
-                        raise DownloadCancelled(
-                            f"{what}: download paused; the partial file is kept for resume"
-                        ) from exc
-                else:
-                    time.sleep(wait)
+                    raise self._give_up(what, retrier, failure, exc) from exc
+                if wait_or_cancel(wait, cancel):
+                    raise DownloadCancelled(
+                        f"{what}: download paused; the partial file is kept for resume"
+                    ) from exc
+
+    def _give_up(
+        self, what: str, retrier: Retrier, failure: Failure, exc: BaseException
+    ) -> DownloadError | HubUnreachableError:
+        """The one line a failed download ends with: what failed, how often it was tried, for how long."""
+        over = f"{retrier.elapsed_s:.0f} s"
+        if failure.unreachable:
+            return HubUnreachableError(
+                f"cannot reach the Hub at {self._endpoint()} to download {what} "
+                f"({retrier.attempts} attempts in {over}); the partial file is kept"
+            )
+        if not failure.retryable:
+            return DownloadError(f"downloading {what} failed: {failure.reason}")
+        detail = failure.reason if failure.status is not None else (str(exc).splitlines() or ["?"])[0]
+        return DownloadError(
+            f"downloading {what} failed after {retrier.attempts} attempts: {detail} (for {over}); "
+            "the partial file is kept, try again later"
+        )
 
     def _attempt(
         self,
@@ -368,30 +421,30 @@ class Downloader:
         meter.start_file(index, have)
         meter.emit("download")
         fh = self.open_part(part, have)
-        writer = HashingWriter(fh, have=have, on_bytes=meter.add, cancel=cancel, what=what)
+        writer = PartWriter(fh, have=have, on_bytes=meter.add, cancel=cancel, what=what)
         try:
             headers = build_hf_headers(token=self.token) if _same_origin(meta.location, url) else {}
-            constants.DOWNLOAD_CHUNK_SIZE = min(constants.DOWNLOAD_CHUNK_SIZE, WRITE_CHUNK)
-            http_get(
+            get_once(  # one try; the retries are _download_one's
                 meta.location,
-                writer,  # type: ignore[arg-type]
+                writer,
                 resume_size=have,
                 headers=headers,
                 expected_size=size,
-                displayed_filename=remote.name,
-                tqdm_class=silent_tqdm,
+                timeout=self.timeout_s,
+                cancel=cancel,
+                what=what,
+                chunk_size=WRITE_CHUNK,
             )
-            fh.flush()
-            os.fsync(fh.fileno())
+            meter.emit("verify")
+            # "verified" means the bytes on disk: the part file read back after the last write, hashed while
+            # fsync runs (the read comes from the page cache, so the two overlap instead of adding up)
+            digest = sync_and_hash(fh, part)
         except BaseException:
-            writer.abandon()
             fh.close()
             raise
         fh.close()
         fetched = writer.written_now
         resumed_from = size - fetched
-        meter.emit("verify")
-        digest = writer.finish()
         if expected_sha is not None and digest != expected_sha:
             part.unlink(missing_ok=True)
             raise ChecksumMismatchError(
@@ -406,8 +459,9 @@ class Downloader:
         os.replace(part, target)
         return DownloadedFile(remote.path, target, size, digest, fetched, resumed_from), commit
 
-    def _token_given(self) -> bool:
-        return bool(self.token) or bool(os.environ.get("HF_TOKEN"))
+    def _refused(self, repo_id: str, exc: BaseException) -> HubError | None:
+        """The token sent is invalid or has no access (hub_errors); None for the other failures."""
+        return auth_error_from(exc, what=repo_id, repo_id=repo_id, token=self.token, endpoint=self.endpoint)
 
     def _endpoint(self) -> str:
         return (self.endpoint or constants.ENDPOINT).rstrip("/")
@@ -443,14 +497,6 @@ def _same_origin(a: str, b: str) -> bool:
 def _status(exc: BaseException) -> int | None:
     response = getattr(exc, "response", None)
     return response.status_code if response is not None else None
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    response = getattr(exc, "response", None)
-    if response is None:
-        return None
-    value = response.headers.get("Retry-After", "").strip()
-    return float(value) if value.isdigit() else None
 
 
 def describe_exception(exc: BaseException) -> str:

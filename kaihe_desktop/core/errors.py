@@ -29,6 +29,16 @@ class CorruptGGUFError(ModelFileError):
     """The header is readable but makes no sense (absurd sizes, unknown types)."""
 
 
+class UnloadableModelError(ModelFileError):
+    """The header parses, but llama.cpp would refuse the model: a hyperparameter it needs is missing or 0,
+    or the architecture is one it does not know. Caught here so no plan is made for a model that cannot run.
+    Its message always holds UNLOADABLE, so that a cached error text still says which kind it was.
+    """
+
+
+UNLOADABLE = "llama.cpp cannot load it"
+
+
 class ModelNotFoundError(KaiheError):
     """A local path, library name, repo or file that does not exist."""
 
@@ -52,6 +62,14 @@ class GatedRepoError(HubError):
     """The repo needs its licence accepted and a login."""
 
 
+class InvalidTokenError(HubError):
+    """The Hub rejects the token sent (HTTP 401 on every request), wherever it came from."""
+
+
+class HubRequestCancelled(KaiheError):
+    """The caller cancelled (pause, Ctrl-C, a closed window) while a Hub request waited to retry."""
+
+
 # --- fit ------------------------------------------------------------------------------------------
 
 
@@ -70,6 +88,14 @@ class DownloadCancelled(DownloadError):
     """The user paused or cancelled; the partial file is kept for resume."""
 
 
+class DownloadInProgressError(DownloadError):
+    """Another process (pid, when known) is downloading the same files: one writer per partial file."""
+
+    def __init__(self, message: str, *, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
 class ChecksumMismatchError(DownloadError):
     """The sha256 of a finished file differs from the Hub's LFS hash."""
 
@@ -84,6 +110,14 @@ class UnsafeFilenameError(KaiheError):
 
 class LibraryError(KaiheError):
     """The local model library cannot do what was asked."""
+
+
+class StateFileError(KaiheError):
+    """A state file (library index, download queue) cannot be written or is from a newer version."""
+
+
+class InvalidNameError(KaiheError):
+    """A name the user typed (repo id, path, display name) that cannot be used as it is."""
 
 
 # --- engine and chat ------------------------------------------------------------------------------

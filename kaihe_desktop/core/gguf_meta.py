@@ -10,13 +10,20 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from gguf.constants import GGMLQuantizationType, Keys, LlamaFileType
+from gguf.constants import MODEL_ARCH_NAMES, GGMLQuantizationType, Keys, LlamaFileType
 
-from kaihe_desktop.core.errors import CorruptGGUFError, ModelNotFoundError
+from kaihe_desktop.core.errors import (
+    UNLOADABLE,
+    CorruptGGUFError,
+    ModelFileError,
+    ModelNotFoundError,
+    UnloadableModelError,
+)
 from kaihe_desktop.core.gguf_header import (
     ArraySummary,
     GGUFHeader,
@@ -26,8 +33,27 @@ from kaihe_desktop.core.gguf_header import (
 )
 from kaihe_desktop.core.model_meta import ModelMeta, TensorInfo
 
+if TYPE_CHECKING:
+    import threading
+
+    from kaihe_desktop.core.hub_retry import RetryPolicy
+
 CHAT_TEMPLATE_CAP = 256 * 1024  # longer templates count as present, but their text is not kept
-MAX_BLOCK_COUNT = 4096  # llama.cpp's own limit is 512 (LLAMA_MAX_LAYERS)
+MAX_BLOCK_COUNT = 4096  # beyond this the header is corrupt rather than merely unloadable
+LLAMA_MAX_LAYERS = 512  # llama.cpp aborts (GGML_ASSERT) on a block_count of 0 or above this
+# The architecture names llama.cpp knows: gguf's list (the one llama.cpp's gguf-py carries), plus those the
+# llama.cpp bundled with llama-cpp-python 0.3.36 (src/llama-arch.cpp) knows ahead of the gguf 0.19 release.
+# fmt: off
+LLAMA_CPP_ONLY_ARCHITECTURES = frozenset({
+    "bailingmoe3", "cohere2moe", "deepseek32", "deepseek4", "dflash", "dots3note", "eagle3",
+    "gemma4-assistant", "glm5-next", "granite_swa", "graniteswitch", "hrm_text", "hy_v3", "hy_v4", "kimi-k3",
+    "laguna", "maple", "mellum", "minimax-01", "minimax-m3", "muse-glimmer", "nanbeige", "pockettts",
+    "qwen3tts", "qwen4exp", "spark2_5", "talkie",
+})
+# fmt: on
+KNOWN_ARCHITECTURES = frozenset(MODEL_ARCH_NAMES.values()) | LLAMA_CPP_ONLY_ARCHITECTURES
+# llm_arch_is_recurrent: no attention at all, so no attention.head_count to require.
+RECURRENT_ARCHITECTURES = frozenset({"mamba", "mamba2", "rwkv6", "rwkv6qwen2", "rwkv7", "arwkv7"})
 SPLIT_RE = re.compile(r"^(?P<stem>.*)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$")
 
 # Architectures whose sliding-window layout llama.cpp hard-codes in its loader (src/llama-model.cpp,
@@ -72,21 +98,42 @@ def read_local(path: Path) -> ModelMeta:
         raise ModelNotFoundError(f"{path} does not exist")
     if path.is_dir():
         raise ModelNotFoundError(f"{path} is a folder, not a GGUF file")
+    _check_regular(path, os.stat(path).st_mode)
     shards = split_shard_names(path.name)
     paths = [path] if shards is None else [path.with_name(s) for s in shards]
-    missing = [p.name for p in paths if not p.is_file()]
+    missing = [p.name for p in paths if not p.exists()]
     if missing:
         raise ModelNotFoundError(
             f"{path.name} is one shard of a {len(paths)}-part model, but {', '.join(missing)} "
             f"{'is' if len(missing) == 1 else 'are'} missing from {path.parent}"
         )
+    for shard in paths:
+        _check_regular(shard, os.stat(shard).st_mode)  # before open(): opening a FIFO would block
     headers = []
     for shard in paths:
         with open(shard, "rb") as stream:
-            header = parse_header(stream, name=shard.name, file_size=os.fstat(stream.fileno()).st_size)
+            info = os.fstat(stream.fileno())
+            _check_regular(shard, info.st_mode)  # replaced between the stat and the open
+            header = parse_header(stream, name=shard.name, file_size=info.st_size)
         check_tensor_data(header)
         headers.append(header)
     return build_meta(headers, source=str(paths[0]))
+
+
+_FILE_KINDS = (
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a named pipe"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def _check_regular(path: Path, mode: int) -> None:
+    """Devices and pipes have no size and never end (/dev/zero): refuse them before reading a byte."""
+    if stat.S_ISREG(mode):
+        return
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a file")
+    raise ModelFileError(f"{path} is not a regular file ({kind})")
 
 
 # --- remote ---------------------------------------------------------------------------------------
@@ -100,8 +147,14 @@ def read_remote(
     token: str | bool | None = None,
     endpoint: str | None = None,
     timeout: float = 10.0,
+    retry: RetryPolicy | None = None,
+    cancel: threading.Event | None = None,
 ) -> ModelMeta:
-    """Metadata of a GGUF on the Hub, fetching only its header(s) with HTTP Range requests."""
+    """Metadata of a GGUF on the Hub, fetching only its header(s) with HTTP Range requests.
+
+    429/5xx/lost connections are retried per ``retry`` (hub_retry's defaults when None); ``cancel`` stops
+    a wait between tries.
+    """
     from kaihe_desktop.core.gguf_remote import open_remote
 
     shards = split_shard_names(Path(filename).name)
@@ -110,7 +163,14 @@ def read_remote(
     headers = []
     for name in names:
         with open_remote(
-            repo_id, name, revision=revision, token=token, endpoint=endpoint, timeout=timeout
+            repo_id,
+            name,
+            revision=revision,
+            token=token,
+            endpoint=endpoint,
+            timeout=timeout,
+            retry=retry,
+            cancel=cancel,
         ) as reader:
             header = parse_header(reader, name=f"{repo_id}/{name}")
             header.file_size = reader.size  # known once the first range has come back
@@ -204,6 +264,45 @@ def _sliding_window(
     return window, swa_layers(period, n_layer)
 
 
+def check_loadable(fields: dict[str, Any], arch: str, name: str) -> None:
+    """Refuse what llama.cpp's loader (llama_model::load_hparams) refuses, naming the key, so that no fit plan
+    or import is made for a model that cannot run. Only what it requires: its other keys have defaults.
+    """
+
+    def unloadable(why: str) -> UnloadableModelError:
+        return UnloadableModelError(f"{name}: {UNLOADABLE}: {why}")
+
+    if arch not in KNOWN_ARCHITECTURES:
+        raise unloadable(f"unknown architecture {arch!r}")
+    if arch == "clip":  # a vision projector: llama.cpp reads no hyperparameters from it
+        return
+    values: dict[str, int] = {}
+    for template in (Keys.LLM.CONTEXT_LENGTH, Keys.LLM.EMBEDDING_LENGTH, Keys.LLM.BLOCK_COUNT):
+        key = template.format(arch=arch)
+        if key not in fields:
+            raise unloadable(f"{key} is missing")
+        number = _int_or_none(fields[key])
+        if number is None:
+            raise unloadable(f"{key} is {type(fields[key]).__name__}, not a number")
+        values[template] = number
+    blocks, width = values[Keys.LLM.BLOCK_COUNT], values[Keys.LLM.EMBEDDING_LENGTH]
+    if blocks == 0 or LLAMA_MAX_LAYERS < blocks <= MAX_BLOCK_COUNT:  # beyond: corrupt, said by build_meta
+        key = Keys.LLM.BLOCK_COUNT.format(arch=arch)
+        raise unloadable(f"{key} is {blocks} (llama.cpp takes 1 to {LLAMA_MAX_LAYERS} blocks)")
+    if width <= 0:
+        raise unloadable(f"{Keys.LLM.EMBEDDING_LENGTH.format(arch=arch)} is {width}")
+    if arch not in RECURRENT_ARCHITECTURES:  # every other architecture has attention layers
+        key = Keys.Attention.HEAD_COUNT.format(arch=arch)
+        heads = fields.get(key)
+        if heads is None:
+            raise unloadable(f"{key} is missing")
+        numbers = [_int_or_none(v) for v in (heads if isinstance(heads, list) else [heads])]
+        if None not in numbers and not any(n is not None and n > 0 for n in numbers):
+            raise unloadable(f"{key} is 0")  # a value of the wrong type is corrupt, said by build_meta
+    if Keys.Tokenizer.MODEL not in fields:
+        raise unloadable(f"{Keys.Tokenizer.MODEL} is missing (no tokenizer)")
+
+
 def build_meta(headers: Sequence[GGUFHeader], *, source: str) -> ModelMeta:
     """Combine the headers of all shards (first shard carries the metadata) into one ModelMeta."""
     first = headers[0]
@@ -217,6 +316,7 @@ def build_meta(headers: Sequence[GGUFHeader], *, source: str) -> ModelMeta:
     arch = fields.get(Keys.General.ARCHITECTURE)
     if not isinstance(arch, str) or not arch:
         raise CorruptGGUFError(f"{name} has no general.architecture: it is not a model GGUF")
+    check_loadable(fields, arch, name)
 
     def key(template: str) -> Any:
         return fields.get(template.format(arch=arch))
@@ -321,4 +421,12 @@ def build_meta(headers: Sequence[GGUFHeader], *, source: str) -> ModelMeta:
     )
 
 
-__all__ = ["read_local", "read_remote", "read_model", "build_meta", "split_shard_names", "swa_layers"]
+__all__ = [
+    "build_meta",
+    "check_loadable",
+    "read_local",
+    "read_model",
+    "read_remote",
+    "split_shard_names",
+    "swa_layers",
+]

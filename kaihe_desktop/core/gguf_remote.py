@@ -6,12 +6,17 @@ redirect following to the LFS CDN) and headers (`build_hf_headers`: HF_TOKEN, us
 
 Bytes are fetched in growing chunks (1 MiB, then doubling up to 4 MiB) only when the parser asks for them,
 so a header of H bytes costs at most H + 4 MiB of transfer, whatever the file size.
+
+Each range is one request (no retries hidden in huggingface_hub); 429, 5xx, cut and refused connections are
+retried by the same cancellable loop as downloads (`hub_retry.Retrier`), so fit, pull and the catalog retry
+alike; the catalog passes a policy bounded by its own deadline.
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 from types import TracebackType
 
 import httpx2
@@ -22,8 +27,19 @@ from huggingface_hub.utils import build_hf_headers, get_session
 from kaihe_desktop.core.errors import (
     GatedRepoError,
     HubError,
+    HubRequestCancelled,
     HubUnreachableError,
     RepoNotFoundError,
+)
+from kaihe_desktop.core.hub_errors import auth_error
+from kaihe_desktop.core.hub_retry import (
+    RETRY_STATUS,
+    Failure,
+    Retrier,
+    RetryPolicy,
+    failure_of,
+    retry_after_s,
+    wait_or_cancel,
 )
 
 MiB = 1024 * 1024
@@ -36,7 +52,28 @@ def _env_true(name: str) -> bool:
     return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
 
 
-def _status_error(status: int, error_code: str | None, what: str) -> HubError:
+class _RetryableStatus(HubError):
+    """A 429/5xx answer to one range request: retried by RangeReader's loop, never seen by callers."""
+
+    def __init__(self, message: str, failure: Failure) -> None:
+        super().__init__(message)
+        self.failure = failure
+
+
+def _sent_token(headers: dict[str, str]) -> str | bool:
+    """The token a request carried (False for none), so that hub_errors can say where it came from."""
+    auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
+    return auth[7:].strip() if auth.lower().startswith("bearer ") else False
+
+
+def _status_error(
+    status: int, error_code: str | None, what: str, *, token: str | bool = False, url: str = ""
+) -> HubError:
+    repo_id = "/".join(what.split("/")[:2])  # what is "owner/name/path/in/repo"
+    endpoint = url.split(f"/{repo_id}/resolve/", 1)[0] if f"/{repo_id}/resolve/" in url else None
+    refused = auth_error(status, error_code, what=what, repo_id=repo_id, token=token, endpoint=endpoint)
+    if refused is not None:  # the token sent is invalid, or has no access to the gated repo
+        return refused
     if error_code == "GatedRepo" or status == 403:
         return GatedRepoError(
             f"{what} is in a gated repo: accept its licence on the Hub and log in (HTTP {status})"
@@ -65,12 +102,16 @@ class RangeReader:
         headers: dict[str, str],
         timeout: float,
         client: httpx2.Client | None = None,
+        retry: RetryPolicy | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         self._url = url
+        self._retry = retry or RetryPolicy()
+        self._cancel = cancel
         self._what = what
         self._headers = headers
         self._timeout = timeout
-        self._client = client or get_session()
+        self._client = client  # None: huggingface_hub's shared session, fetched per request
         self._pos = 0  # next byte the caller will get
         self._chunk = FIRST_CHUNK
         self.size: int | None = None
@@ -95,17 +136,53 @@ class RangeReader:
         return data
 
     def _fetch(self, start: int, end: int) -> bytes:
+        """One range, retried on 429/5xx/lost connections by the shared loop; typed errors otherwise."""
+        retrier = Retrier(self._retry)
+        while True:
+            error: Exception
+            try:
+                return self._fetch_once(start, end)
+            except _RetryableStatus as exc:
+                failure, error = exc.failure, exc
+            except _Transient as exc:
+                failure, error = failure_of(exc.__cause__ or exc), exc
+            wait = retrier.next_wait(failure)
+            if wait is None:
+                tried = f"{retrier.attempts} attempts in {retrier.elapsed_s:.0f} s"
+                if failure.unreachable:
+                    raise HubUnreachableError(f"{self._what}: cannot reach the Hub ({tried})") from error
+                if failure.status is None:
+                    raise HubUnreachableError(f"{error} ({tried})") from error
+                raise HubError(f"{self._what}: the Hub answered {failure.reason} ({tried})") from error
+            if wait_or_cancel(wait, self._cancel):
+                raise HubRequestCancelled(f"{self._what}: cancelled while waiting to retry") from error
+
+    def _fetch_once(self, start: int, end: int) -> bytes:
         headers = {**self._headers, "Range": f"bytes={start}-{end}"}
         self.requests += 1
+        # huggingface_hub closes its shared client after a refused connection (close_session), possibly in
+        # another thread: take the current one for each request, and retry if it was closed under us
+        client = self._client or get_session()
         try:
-            with self._client.stream(
+            with client.stream(
                 "GET", self._url, headers=headers, timeout=self._timeout, follow_redirects=True
             ) as response:
                 if response.status_code == 416 and self.size is not None:
                     return b""
+                if response.status_code in RETRY_STATUS:
+                    failure = Failure(
+                        response.status_code, retry_after_s(response.headers), unreachable=False
+                    )
+                    raise _RetryableStatus(
+                        f"{self._what}: the Hub answered HTTP {response.status_code}", failure
+                    )
                 if response.status_code not in (200, 206):
                     raise _status_error(
-                        response.status_code, response.headers.get("X-Error-Code"), self._what
+                        response.status_code,
+                        response.headers.get("X-Error-Code"),
+                        self._what,
+                        token=_sent_token(self._headers),
+                        url=self._url,
                     )
                 limit = end - start + 1
                 if response.status_code == 200:
@@ -130,14 +207,20 @@ class RangeReader:
         except OfflineModeIsEnabled as exc:
             raise HubUnreachableError(f"cannot read {self._what}: offline mode is on") from exc
         except httpx2.TimeoutException as exc:
-            raise HubUnreachableError(
-                f"{self._what}: the Hub did not answer within {self._timeout:g} s"
-            ) from exc
+            raise _Transient(f"{self._what}: the Hub did not answer within {self._timeout:g} s") from exc
         except httpx2.TransportError as exc:
-            raise HubUnreachableError(f"{self._what}: cannot reach the Hub ({exc})") from exc
+            raise _Transient(f"{self._what}: cannot reach the Hub ({exc})") from exc
+        except RuntimeError as exc:
+            if not client.is_closed:
+                raise
+            raise _Transient(f"{self._what}: the HTTP session was closed, retrying") from exc
         data = b"".join(chunks)
         self.bytes_fetched += len(data)
         return data
+
+
+class _Transient(Exception):
+    """A timeout or lost connection during one range request (its cause says which)."""
 
 
 def open_remote(
@@ -149,6 +232,8 @@ def open_remote(
     endpoint: str | None = None,
     timeout: float = 10.0,
     client: httpx2.Client | None = None,
+    retry: RetryPolicy | None = None,
+    cancel: threading.Event | None = None,
 ) -> RangeReader:
     """A RangeReader for one Hub file. Offline mode (HF_HUB_OFFLINE) fails here, before any request."""
     what = f"{repo_id}/{filename}"
@@ -157,4 +242,6 @@ def open_remote(
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint or constants.ENDPOINT)
     headers = build_hf_headers(token=token)
     headers["Accept-Encoding"] = "identity"  # byte ranges of the file itself, not of a compressed body
-    return RangeReader(url, what=what, headers=headers, timeout=timeout, client=client)
+    return RangeReader(
+        url, what=what, headers=headers, timeout=timeout, client=client, retry=retry, cancel=cancel
+    )

@@ -31,6 +31,7 @@ from kaihe_desktop.core.errors import (
     KaiheError,
     RepoNotFoundError,
 )
+from kaihe_desktop.core.hub_errors import auth_error_from
 from kaihe_desktop.core.licenses import LicenseInfo, classify_license
 from kaihe_desktop.core.variants import RepoFile
 
@@ -59,15 +60,25 @@ def is_offline() -> bool:
 
 
 @contextmanager
-def hub_errors(what: str) -> Iterator[None]:
-    """Translate huggingface_hub / HTTP failures into KAIHE errors that name ``what`` failed."""
+def hub_errors(
+    what: str, *, repo_id: str | None = None, token: str | bool | None = None, endpoint: str | None = None
+) -> Iterator[None]:
+    """Translate huggingface_hub / HTTP failures into KAIHE errors that name ``what`` failed.
+
+    ``token`` and ``endpoint`` as given to the HfApi in use: they say which token a refusal is about.
+    """
     try:
         yield
     except KaiheError:
         raise
-    except hf_errors.GatedRepoError as exc:
-        raise GatedRepoError(f"{what}: the repo is gated; accept its licence on the Hub and log in") from exc
-    except hf_errors.RepositoryNotFoundError as exc:
+    except (hf_errors.GatedRepoError, hf_errors.RepositoryNotFoundError) as exc:
+        refused = auth_error_from(exc, what=what, repo_id=repo_id, token=token, endpoint=endpoint)
+        if refused is not None:  # the token sent is invalid, or has no access to the gated repo
+            raise refused from exc
+        if isinstance(exc, hf_errors.GatedRepoError):
+            raise GatedRepoError(
+                f"{what}: the repo is gated; accept its licence on the Hub and log in"
+            ) from exc
         raise RepoNotFoundError(f"{what}: repo not found on the Hub (or it is private)") from exc
     except hf_errors.OfflineModeIsEnabled as exc:
         raise HubUnreachableError(f"{what}: offline mode is on (HF_HUB_OFFLINE)") from exc
@@ -76,6 +87,9 @@ def hub_errors(what: str) -> Iterator[None]:
     except (httpx2.TransportError, ConnectionError) as exc:
         raise HubUnreachableError(f"{what}: cannot reach the Hub ({type(exc).__name__})") from exc
     except hf_errors.HfHubHTTPError as exc:
+        refused = auth_error_from(exc, what=what, repo_id=repo_id, token=token, endpoint=endpoint)
+        if refused is not None:  # an invalid token: the Hub answers 401 to every request
+            raise refused from exc
         status = exc.response.status_code if exc.response is not None else "?"
         raise HubError(f"{what}: the Hub answered HTTP {status}") from exc
 
@@ -280,7 +294,7 @@ def list_gguf_repos(
         raise KaiheError(f"unknown sort {sort!r}; use one of: {', '.join(SORTS)}")
     if limit < 1 or page < 1:
         raise KaiheError("limit and page must be at least 1")
-    with hub_errors(f"searching the Hub for {query!r}"):
+    with hub_errors(f"searching the Hub for {query!r}", token=api.token, endpoint=api.endpoint):
         infos = api.list_models(
             filter="gguf",
             search=query or None,
@@ -293,7 +307,9 @@ def list_gguf_repos(
 
 def list_repo_files(api: HfApi, repo_id: str) -> tuple[RepoFile, ...]:
     """Every file of a repo with its size and LFS sha256: one recursive tree call."""
-    with hub_errors(f"listing the files of {repo_id}"):
+    with hub_errors(
+        f"listing the files of {repo_id}", repo_id=repo_id, token=api.token, endpoint=api.endpoint
+    ):
         entries = api.list_repo_tree(repo_id, recursive=True)
         return tuple(
             RepoFile(path=e.path, size_bytes=int(e.size), sha256=e.lfs.sha256 if e.lfs else None)

@@ -9,10 +9,8 @@ says which files go and how many bytes that frees; only files the library owns a
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,9 +19,22 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from kaihe_desktop.core import paths
-from kaihe_desktop.core.errors import KaiheError, LibraryError, ModelNotFoundError
+from kaihe_desktop.core import json_store, paths
+from kaihe_desktop.core.errors import (
+    DiskFullError,
+    KaiheError,
+    LibraryError,
+    ModelNotFoundError,
+)
 from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.names import (
+    MAX_DISPLAY_NAME_CHARS,
+    check_display_name,
+    check_path_text,
+    control_chars,
+    shown,
+)
+from kaihe_desktop.core.units import format_bytes
 
 if TYPE_CHECKING:
     from kaihe_desktop.core.downloads import DownloadResult
@@ -33,8 +44,55 @@ INDEX_VERSION = 1
 SOURCES = ("hub", "import", "hf-cache", "starter")
 
 
+COPY_RESERVE_BYTES = 64 * 1024 * 1024  # an import never fills the disk to the last byte
+COPY_TEMP_SUFFIX = ".importing"
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _name_from_file(stem: str) -> str:
+    """A display name from a file name: control characters (a newline breaks tables) become '_'."""
+    cleaned = "".join("_" if control_chars(ch) else ch for ch in stem)
+    return cleaned[:MAX_DISPLAY_NAME_CHARS] or "model"
+
+
+def _sweep_stale_copies(folder: Path) -> None:
+    """Remove temporary copies left by imports that were killed (their process is gone)."""
+    import psutil
+
+    for tmp in folder.glob(f".*{COPY_TEMP_SUFFIX}"):
+        pid_text = tmp.name[: -len(COPY_TEMP_SUFFIX)].rpartition(".")[2]
+        if pid_text.isdigit() and not psutil.pid_exists(int(pid_text)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _is_partial_copy(target: Path, *, of: Path) -> bool:
+    """True when ``target`` is a strict prefix of ``of``: an interrupted copy, safe to replace."""
+    size = target.stat().st_size
+    if size >= of.stat().st_size:
+        return False
+    with target.open("rb") as a, of.open("rb") as b:
+        while True:
+            chunk = a.read(1 << 20)
+            if not chunk:
+                return True
+            if b.read(len(chunk)) != chunk:
+                return False
+
+
+def _same_contents(a: Path, b: Path) -> bool:
+    import filecmp
+
+    return filecmp.cmp(a, b, shallow=False)
+
+
+def _copy_error(exc: OSError, folder: Path, *, what: str, needed: int) -> KaiheError:
+    if exc.errno in json_store.DISK_FULL_ERRNOS:
+        return json_store.disk_full_error(folder, exc, what=f"a copy of {what}", needed=needed)
+    return LibraryError(f"cannot copy {what} into {folder}: {exc.strerror or exc}")
 
 
 @dataclass(frozen=True)
@@ -137,6 +195,35 @@ class DeleteResult:
     kept_files: tuple[Path, ...]
 
 
+_TEXT_FIELDS = ("name", "path")
+_OPTIONAL_TEXT_FIELDS = ("repo_id", "quant", "variant", "sha256", "source", "added_at", "last_used")
+
+
+def _parse_index(data: Any) -> list[LibraryEntry]:
+    """library.json's entries; BadShapeError when it is valid JSON of another shape (checked, not guessed)."""
+    bad = json_store.BadShapeError
+    if not isinstance(data, dict):
+        raise bad(f"expected a JSON object, found {type(data).__name__}")
+    models = data.get("models", [])
+    if not isinstance(models, list):
+        raise bad(f"'models' is a {type(models).__name__}, not a list")
+    entries = []
+    for n, item in enumerate(models):
+        if not isinstance(item, dict):
+            raise bad(f"model {n + 1} is a {type(item).__name__}, not an object")
+        for key in _TEXT_FIELDS:
+            if not isinstance(item.get(key), str) or not item[key]:
+                raise bad(f"model {n + 1} has no text {key!r}")
+        for key in _OPTIONAL_TEXT_FIELDS:
+            if item.get(key) is not None and not isinstance(item[key], str):
+                raise bad(f"model {n + 1}'s {key!r} is not text")
+        files = item.get("files")
+        if files is not None and (not isinstance(files, list) or not all(isinstance(f, str) for f in files)):
+            raise bad(f"model {n + 1}'s 'files' is not a list of paths")
+        entries.append(LibraryEntry.from_dict(item))
+    return entries
+
+
 class Library:
     """The index in ``root/library.json``; models downloaded into ``models_dir``."""
 
@@ -149,32 +236,36 @@ class Library:
     # --- index --------------------------------------------------------------------------------------
 
     def _read(self) -> list[LibraryEntry]:
-        if not self.index_path.exists():
-            return []
-        try:
-            data = json.loads(self.index_path.read_text(encoding="utf-8"))
-            return [LibraryEntry.from_dict(item) for item in data.get("models", [])]
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise LibraryError(f"the library index {self.index_path} is unreadable: {exc}") from exc
+        """The index; an unusable one is moved aside (kept, named in a json_store notice), reads as empty."""
+        return json_store.read_json(
+            self.index_path,
+            parse=_parse_index,
+            empty=list[LibraryEntry],
+            what="the library index",
+            version=INDEX_VERSION,
+            lock=self._lock,
+        ).value
 
     def _write(self, entries: Sequence[LibraryEntry]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        payload = {"version": INDEX_VERSION, "models": [e.to_dict() for e in entries]}
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".library-", suffix=".json")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(payload, fh, indent=2)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.index_path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        json_store.write_json(
+            self.index_path,
+            {"models": [e.to_dict() for e in entries]},
+            what="the library index",
+            version=INDEX_VERSION,
+        )
 
     def _mutate(self, change: Callable[[list[LibraryEntry]], list[LibraryEntry]]) -> None:
-        self.root.mkdir(parents=True, exist_ok=True)
-        with self._lock:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock.acquire()  # creates the lock file: a full disk can refuse that too
+        except OSError as exc:
+            if exc.errno in json_store.DISK_FULL_ERRNOS:
+                raise json_store.disk_full_error(self.root, exc, what="the library index", needed=0) from exc
+            raise LibraryError(f"cannot open the library in {self.root}: {exc.strerror or exc}") from exc
+        try:
             self._write(change(self._read()))
+        finally:
+            self._lock.release()
 
     def entries(self) -> tuple[LibraryEntry, ...]:
         return tuple(self._read())
@@ -194,12 +285,12 @@ class Library:
         if len(same_repo) > 1:
             names = ", ".join(e.name for e in same_repo)
             raise LibraryError(f"{key} has several variants in the library; name one of: {names}")
-        candidate = Path(key).expanduser()
+        candidate = check_path_text(key, what="model name or path").expanduser()
         for e in entries:
             if candidate.exists() and (e.path == candidate or e.path.resolve() == candidate.resolve()):
                 return e
         known = ", ".join(e.name for e in entries) or "the library is empty"
-        raise ModelNotFoundError(f"no model named {key!r} in the library ({known})")
+        raise ModelNotFoundError(f"no model named {shown(key)} in the library ({known})")
 
     def _unique_name(
         self, wanted: str, entries: Iterable[LibraryEntry], *, replacing: str | None = None
@@ -271,11 +362,18 @@ class Library:
         reader: Callable[[Path], ModelMeta] | None = None,
         source: str = "import",
         repo_id: str | None = None,
+        copier: Callable[[Path, Path], object] | None = None,
     ) -> LibraryEntry:
-        """Add a local .gguf after reading its header (errors name what is wrong); copy=True copies it in."""
+        """Add a local .gguf after reading its header (errors name what is wrong); copy=True copies it in.
+
+        A copy goes to a temporary name and is renamed when complete, so a failed or killed copy never
+        leaves a file that blocks the next import.
+        """
         from kaihe_desktop.core.download_io import sha256_file
 
-        path = Path(path).expanduser()
+        path = check_path_text(path, what="file path").expanduser()
+        if name is not None:
+            name = check_display_name(name)
         if path.suffix.lower() != ".gguf":
             raise LibraryError(f"{path} is not a .gguf file")
         if reader is None:
@@ -290,34 +388,90 @@ class Library:
         shard_names = split_shard_names(path.name)
         files = [path] if shard_names is None else [path.with_name(s) for s in shard_names]
         owned = False
+        made: list[Path] = []
         if copy:
-            dest_dir = self.models_dir / "imported"
+            files, made = self._copy_in(files, copier=copier or shutil.copy2)
+            owned = True
+        try:
+            quant = meta.file_type
+            entry = LibraryEntry(
+                name=name or _name_from_file(path.name[:-5]),
+                repo_id=repo_id,
+                quant=quant,
+                variant=quant or "unknown",
+                path=files[0],
+                files=tuple(files),
+                size_bytes=sum(f.stat().st_size for f in files),
+                sha256=sha256_file(files[0]),
+                source=source,
+                owned=owned,
+                added_at=_now(),
+            )
+            target_path = files[0].resolve()
+            return self._upsert(entry, same=lambda e: e.path.resolve() == target_path)
+        except BaseException:
+            for f in made:  # copies of files the user still has: an unlisted copy would block a re-import
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            raise
+
+    def _copy_in(
+        self, files: Sequence[Path], *, copier: Callable[[Path, Path], object]
+    ) -> tuple[list[Path], list[Path]]:
+        """Copy ``files`` into models/imported: (their paths there, the ones this call created)."""
+        dest_dir = self.models_dir / "imported"
+        try:
             dest_dir.mkdir(parents=True, exist_ok=True)
-            copied = []
-            for f in files:
-                target = dest_dir / f.name
-                if target.exists():
-                    raise LibraryError(f"{target} already exists; remove it from the library first")
-                shutil.copy2(f, target)
-                copied.append(target)
-            files, owned = copied, True
-        quant = meta.file_type
-        stem = path.name[:-5]
-        entry = LibraryEntry(
-            name=name or stem,
-            repo_id=repo_id,
-            quant=quant,
-            variant=quant or "unknown",
-            path=files[0],
-            files=tuple(files),
-            size_bytes=sum(f.stat().st_size for f in files),
-            sha256=sha256_file(files[0]),
-            source=source,
-            owned=owned,
-            added_at=_now(),
-        )
-        target_path = files[0].resolve()
-        return self._upsert(entry, same=lambda e: e.path.resolve() == target_path)
+        except OSError as exc:
+            raise _copy_error(exc, dest_dir, what=f"the folder {dest_dir}", needed=0) from exc
+        _sweep_stale_copies(dest_dir)
+        listed = {p.resolve() for e in self._read() for p in e.files}
+        targets: list[Path] = []
+        todo: list[tuple[Path, Path]] = []
+        for f in files:
+            target = dest_dir / f.name
+            targets.append(target)
+            if not (target.exists() or target.is_symlink()):
+                todo.append((f, target))
+            elif target.resolve() in listed:
+                raise LibraryError(f"{target} already exists; remove it from the library first")
+            elif _is_partial_copy(target, of=f):
+                todo.append((f, target))  # left by a copy that failed before this fix: replaced whole
+            elif not _same_contents(target, f):
+                raise LibraryError(
+                    f"{target} already exists, is not in the library and differs from {f}; "
+                    "move it away and import again"
+                )
+        needed = sum(f.stat().st_size for f, _ in todo)
+        free = shutil.disk_usage(dest_dir).free
+        if needed + COPY_RESERVE_BYTES > free:
+            short = needed + COPY_RESERVE_BYTES - free
+            raise DiskFullError(
+                f"not enough disk space to copy {files[0].name} into {dest_dir}: "
+                f"needs {format_bytes(needed)} "
+                f"(+{format_bytes(COPY_RESERVE_BYTES)} reserve), {format_bytes(free)} free; "
+                f"free at least {format_bytes(short)} there, or import without --copy"
+            )
+        made: list[Path] = []
+        source = files[0]
+        try:
+            for source, target in todo:
+                tmp = dest_dir / f".{source.name}.{os.getpid()}{COPY_TEMP_SUFFIX}"
+                try:
+                    copier(source, tmp)
+                    os.replace(tmp, target)
+                finally:
+                    with contextlib.suppress(OSError):
+                        tmp.unlink()
+                made.append(target)
+        except BaseException as exc:
+            for f in made:
+                with contextlib.suppress(OSError):
+                    f.unlink()
+            if isinstance(exc, OSError):
+                raise _copy_error(exc, dest_dir, what=str(source), needed=needed) from exc
+            raise
+        return targets, made
 
     def import_starter(self, *, dest_dir: Path | None = None) -> LibraryEntry:
         """The starter model (a pip package) assembled into the models folder and listed."""
@@ -387,7 +541,10 @@ class Library:
     # --- deleting -----------------------------------------------------------------------------------
 
     def plan_delete(self, key: str) -> DeletePlan:
+        """What deleting ``key`` would do; DownloadInProgressError while a process downloads its files (it
+        would put them back and list the model again right after)."""
         entry = self.get(key)
+        self._ensure_not_downloading(entry)
         models = self.models_dir.resolve()
         delete: list[Path] = []
         keep: list[Path] = []
@@ -404,8 +561,16 @@ class Library:
             empty_dirs=tuple(dirs),
         )
 
+    def _ensure_not_downloading(self, entry: LibraryEntry) -> None:
+        from kaihe_desktop.core.download_lock import ensure_not_downloading, locks_dir
+
+        if entry.source == "hub":  # a download's partial files are named by their LFS sha256
+            keys = [sha for sha in entry.file_sha256 if sha]
+            ensure_not_downloading(locks_dir(self.models_dir), keys, what=entry.name)
+
     def execute(self, plan: DeletePlan) -> DeleteResult:
         """Remove the entry and its owned files; folders left empty go too."""
+        self._ensure_not_downloading(plan.entry)  # a plan may be older than a download started since
         deleted = []
         for f in plan.delete_files:
             try:

@@ -11,21 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from kaihe_desktop.core import paths
+from kaihe_desktop.core import json_store, paths
 from kaihe_desktop.core.hub_listing import HubRepo
 from kaihe_desktop.core.model_meta import ModelMeta, TensorInfo
 from kaihe_desktop.core.variants import RepoFile
 
 DEFAULT_TTL_S = 6 * 3600.0
 CACHE_VERSION = 1
+MAX_FILE_STEM_BYTES = 200  # file names stop at 255 bytes; longer repo ids are hashed instead
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,8 @@ class ListingCache:
 
     def _repo_path(self, repo_id: str) -> Path:
         safe = repo_id.replace("/", "--")
-        if not safe or safe.startswith(".") or any(c in safe for c in "\\:\0"):
+        too_long = len(safe.encode("utf-8", "surrogatepass")) > MAX_FILE_STEM_BYTES
+        if not safe or safe.startswith(".") or too_long or any(c in safe for c in "\\:\0"):
             safe = hashlib.sha256(repo_id.encode()).hexdigest()
         return self.root / "repos" / f"{safe}.json"
 
@@ -168,25 +168,8 @@ class ListingCache:
     # --- files ---------------------------------------------------------------------------------------
 
     def _read(self, path: Path) -> dict[str, Any] | None:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-        if not isinstance(data, dict) or data.get("version") != CACHE_VERSION:
-            return None
-        return data
+        return json_store.read_cache(path, version=CACHE_VERSION)
 
     def _write(self, path: Path, data: dict[str, Any]) -> None:
-        """Atomic write; a cache that cannot be written (read-only, full disk) is skipped, not an error."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=".json")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    json.dump({"version": CACHE_VERSION, **data}, fh)
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-        except OSError:
-            return
+        """Atomic write; a cache that cannot be written (read-only, full disk) is a notice, not an error."""
+        json_store.write_cache(path, data, what="the catalog cache", version=CACHE_VERSION, indent=None)

@@ -20,6 +20,7 @@ import pytest
 from kaihe_desktop.cli.main import main
 from kaihe_desktop.core.history import HistoryStore
 from kaihe_desktop.core.paths import history_db
+from tests.helpers.tiny_gguf import write_tiny_model
 
 
 def _chat_json(capsys: pytest.CaptureFixture[str], *args: str) -> dict[str, object]:
@@ -73,6 +74,23 @@ def test_corrupt_and_unknown_models_are_one_line_errors(
     assert main(["chat", "no-such-model", "--prompt", "hi"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("kaihe: error: ") and "no-such-model" in err and err.count("\n") == 1
+
+
+def test_devices_pipes_and_unloadable_models_are_named_before_any_load(
+    kaihe_home: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    zero = write_tiny_model(tmp_path / "zero-heads.gguf", extra_kv={"llama.attention.head_count": 0})
+    says = {
+        "/dev/zero": "/dev/zero is not a regular file (a character device)",
+        str(fifo): f"{fifo} is not a regular file (a named pipe)",
+        str(zero): "zero-heads.gguf: llama.cpp cannot load it: llama.attention.head_count is 0",
+    }
+    for model, message in says.items():
+        assert main(["chat", model, "--prompt", "hi"]) == 1
+        err = capsys.readouterr().err
+        assert err == f"kaihe: error: cannot load {model}: {message}\n"
 
 
 def _engine_child(cli: psutil.Process, timeout_s: float = 60.0) -> psutil.Process:
@@ -210,3 +228,11 @@ def _drain(stream: IO[bytes] | None, into: bytearray) -> None:
     assert stream is not None
     while chunk := stream.read1(4096):  # type: ignore[attr-defined]
         into.extend(chunk)
+
+
+@pytest.mark.parametrize("model", ["c" * 601, "a" * 300 + "/" + "b" * 300, "x/.", "ünï/cödé"])
+def test_bad_names_are_one_line(kaihe_home: Path, capsys: pytest.CaptureFixture[str], model: str) -> None:
+    assert main(["chat", model, "--prompt", "hi"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("kaihe: error: ") and err.count("\n") == 1 and "Traceback" not in err
+    assert len(err) < 400

@@ -16,6 +16,8 @@ import pytest
 from kaihe_desktop.core.gguf_meta import read_local
 from kaihe_desktop.core.profiles import profiles_dir
 from tests.helpers.hub_server import HubServer
+from tests.helpers.model_fixtures import TINY_LLAMA
+from tests.helpers.tiny_gguf import write_tiny_model
 
 MiB = 2**20
 BREAKDOWN_KEYS = {"weights", "kv_cache", "compute", "output", "overhead"}
@@ -95,6 +97,31 @@ def test_repo_without_gguf_files(hub: HubServer, tmp_path: Path) -> None:
     hub.add_repo("kaihe-test/fit-no-gguf", {"README.md": b"# nothing here\n"})
     line = assert_one_clear_error(kaihe("fit", "kaihe-test/fit-no-gguf", home=tmp_path), names="fit-no-gguf")
     assert "no GGUF" in line
+
+
+@pytest.mark.parametrize(
+    ("overrides", "says"),
+    [
+        ({"extra_kv": {"llama.attention.head_count": 0}}, "llama.attention.head_count is 0"),
+        ({"drop_kv": ("{arch}.attention.head_count",)}, "llama.attention.head_count is missing"),
+        ({"arch_name": "foo"}, "unknown architecture 'foo'"),
+    ],
+)
+def test_a_model_llama_cpp_cannot_load_gets_no_plan(
+    tmp_path: Path, overrides: dict[str, Any], says: str
+) -> None:
+    path = write_tiny_model(tmp_path / "unloadable.gguf", TINY_LLAMA, **overrides)
+    line = assert_one_clear_error(kaihe("fit", str(path), home=tmp_path), names="unloadable.gguf")
+    assert line == f"kaihe: error: unloadable.gguf: llama.cpp cannot load it: {says}"
+
+
+def test_a_device_or_pipe_is_not_a_regular_file(tmp_path: Path) -> None:
+    line = assert_one_clear_error(kaihe("fit", "/dev/zero", home=tmp_path), names="/dev/zero")
+    assert line == "kaihe: error: /dev/zero is not a regular file (a character device)"
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    line = assert_one_clear_error(kaihe("fit", str(fifo), home=tmp_path), names=str(fifo))
+    assert line == f"kaihe: error: {fifo} is not a regular file (a named pipe)"
 
 
 def test_bad_option_values_exit_non_zero(tiny_llama_path: Path, tmp_path: Path) -> None:
@@ -208,3 +235,19 @@ def test_hub_repo_picks_a_quant_reading_one_header(
     small = fit_json(repo, "--profile", profile("netbook-4gb"), "--ctx", "32768", home=tmp_path)
     ranks = {"F16": 0, "Q8_0": 1, "Q4_K_M": 2}
     assert ranks[small["pick"]["quant"]] >= ranks[pick["quant"]]
+
+
+@pytest.mark.parametrize(
+    ("model", "says"),
+    [
+        ("x/.", "is not a Hub repo id"),
+        ("ünï/cödé", "only ASCII"),
+        ("a/b\\c", "is not a Hub repo id"),
+        ("x/./model-Q4_K_M.gguf", "is not a Hub repo id"),
+        ("c" * 601, "255-byte limit"),
+        ("a" * 300 + "/" + "b" * 300, "255-byte limit"),
+    ],
+)
+def test_bad_names_are_one_line(tmp_path: Path, model: str, says: str) -> None:
+    line = assert_one_clear_error(kaihe("fit", model, home=tmp_path), names=says)
+    assert len(line) < 400

@@ -194,3 +194,17 @@ def test_remeasure_measures_the_ram_bandwidth_again(kaihe_home: Path) -> None:
     remeasured = json.loads(kaihe("hardware", "--json", "--remeasure").stdout)["ram"]["bandwidth_gbps"]
     assert 0 < remeasured != 4242.0
     assert json.loads(cache.read_text())["entries"][machine_key()]["gbps"] != 4242.0
+
+
+def test_a_full_disk_is_one_warning_and_no_temp_file(
+    kaihe_home: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.helpers.full_disk import fill_the_disk, stray_temp_files
+
+    fill_the_disk(monkeypatch)
+    assert main(["hardware"]) == 0
+    captured = capsys.readouterr()
+    [warning] = captured.err.strip().splitlines()
+    assert warning.startswith("kaihe: warning: cannot save the RAM bandwidth measurement: the disk is full")
+    assert "Traceback" not in captured.err and captured.out.strip()
+    assert stray_temp_files(kaihe_home) == [] and not (kaihe_home / "cache" / "ram_bandwidth.json").exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -233,3 +234,118 @@ def test_sigkill_at_30_60_90_percent_resumes_to_a_verified_file(
     sent = hub.bytes_sent(hub_starter_repo, name)
     assert kills[0] < kills[1] < kills[2] < size
     assert sent <= 1.05 * size, f"sent {sent} bytes for a {size}-byte file"
+
+
+# --- issue 7: Ctrl-C does not wait out the Hub's Retry-After; a dead Hub is reported quickly ---------------
+
+
+def test_ctrl_c_pauses_at_once_while_the_hub_says_retry_after_60(
+    tmp_path: Path, tiny_repo: str, hub: HubServer
+) -> None:
+    """Old code: huggingface_hub's http_get slept 61 s (up to five times), blind to Ctrl-C's cancel."""
+    home = tmp_path / "home"
+    name = "tiny-F16.gguf"
+    size = hub.repo(tiny_repo).files[name].size  # type: ignore[union-attr]
+    hub.inject(tiny_repo, name, bandwidth=size / 4, methods=("GET",))
+    proc = _pull_process(f"{tiny_repo}:F16", home)
+    _wait_for(home, size // 4, proc)
+    proc.send_signal(signal.SIGINT)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    kept = _partial_size(home)
+    _settled_bytes_sent(hub, tiny_repo, name)
+    hub.clear_faults()
+    hub.inject(tiny_repo, name, status=429, times=1000, retry_after=60, methods=("GET",))
+    seen = len(hub.requests(tiny_repo, name))
+    proc = _pull_process(f"{tiny_repo}:F16", home)  # resumes the queued download: straight to the GET
+    deadline = time.monotonic() + 60
+    while not any(r.status == 429 for r in hub.requests(tiny_repo, name)[seen:]):
+        assert proc.poll() is None and time.monotonic() < deadline, "no 429 was answered"
+        time.sleep(0.02)
+    interrupted = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    took = time.monotonic() - interrupted
+    print(f"Ctrl-C to exit: {took:.2f} s")
+    assert proc.returncode == 130, err
+    assert "paused:" in err and f"run `kaihe pull {tiny_repo}:F16` again to resume" in err
+    assert took < 3.0, f"Ctrl-C took {took:.1f} s to pause"  # issue 7: within 1 s, plus the exit
+    assert _partial_size(home) == kept
+
+
+def test_a_refused_connection_is_one_line_within_5_s(tmp_path: Path) -> None:
+    """Old code: 24 s, huggingface_hub retrying the refused listing (1+2+4+8+8 s) before one line.
+
+    A subprocess: the abandoned listing thread must not linger in this process (huggingface_hub closes its
+    shared client on each refused try)."""
+    with socket.socket() as sock:  # bound, never listening: connections are refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "KAIHE_HOME": str(tmp_path / "home"), "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "kaihe_desktop.cli.main", "pull", "kaihe-pull/nowhere-GGUF:Q8_0"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    took = time.monotonic() - started  # interpreter start and imports included
+    assert done.returncode == 1, done.stderr
+    [line] = [x for x in done.stderr.splitlines() if x.startswith("kaihe: error:")]
+    assert "cannot reach the Hub" in line
+    assert took < 5.0, f"took {took:.1f} s"
+
+
+# --- two pulls of one variant: one writer, the second refused before it moves a byte ----------------------
+
+
+def _refusal(err: str) -> str:
+    [line] = [x for x in err.splitlines() if x.startswith("kaihe: error:")]
+    return line
+
+
+def test_a_second_pull_of_a_running_download_is_refused(
+    tmp_path: Path, tiny_repo: str, hub: HubServer
+) -> None:
+    from kaihe_desktop.core.download_io import sha256_file
+
+    home = tmp_path / "home"
+    size = hub.repo(tiny_repo).files["tiny-F16.gguf"].size  # type: ignore[union-attr]
+    hub.inject(tiny_repo, "tiny-F16.gguf", bandwidth=size / 4, methods=("GET",))  # about 4 s
+    first = _pull_process(f"{tiny_repo}:F16", home)
+    _wait_for(home, size // 8, first)
+    asked = len(hub.requests(tiny_repo, "tiny-F16.gguf"))
+    second = _pull_process(f"{tiny_repo}:F16", home)
+    _, err = second.communicate(timeout=120)
+    assert second.returncode == 1, err
+    assert _refusal(err) == (
+        f"kaihe: error: {tiny_repo}:F16 is already being downloaded by process {first.pid}; "
+        "wait for it to finish or stop it first"
+    )
+    assert len(hub.requests(tiny_repo, "tiny-F16.gguf")) == asked  # not a HEAD, not a byte
+    out, err = first.communicate(timeout=120)
+    assert first.returncode == 0 and "verified sha256" in out, err
+    [entry] = Library(root=home).entries()
+    assert entry.sha256 == sha256_file(entry.path)
+
+
+def test_two_pulls_started_at_once_fetch_the_file_once(
+    tmp_path: Path, tiny_repo: str, hub: HubServer
+) -> None:
+    size = hub.repo(tiny_repo).files["tiny-F16.gguf"].size  # type: ignore[union-attr]
+    hub.inject(tiny_repo, "tiny-F16.gguf", bandwidth=size / 2, methods=("GET",))  # about 2 s
+    solo = _pull_process(f"{tiny_repo}:F16", tmp_path / "solo")
+    assert solo.wait(timeout=120) == 0
+    one_pull = hub.bytes_sent(tiny_repo, "tiny-F16.gguf")  # the header read for the fit check, then the file
+    hub.reset_counters()
+    home = tmp_path / "home"
+    pulls = [_pull_process(f"{tiny_repo}:F16", home) for _ in range(2)]
+    results = [(p, *p.communicate(timeout=120)) for p in pulls]
+    assert sorted(p.returncode for p in pulls) == [0, 1]
+    [(winner, out, _)] = [r for r in results if r[0].returncode == 0]
+    [(_, _, err)] = [r for r in results if r[0].returncode == 1]
+    assert "verified sha256" in out
+    assert f"is already being downloaded by process {winner.pid}" in _refusal(err)
+    assert hub.bytes_sent(tiny_repo, "tiny-F16.gguf") == one_pull

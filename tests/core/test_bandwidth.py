@@ -87,3 +87,24 @@ def test_measure_copy_rejects_nonsense_arguments() -> None:
     with pytest.raises(ValueError):
         measure_copy_bandwidth(buffer_bytes=MIN_BUFFER_BYTES, threads=0)
     assert measure_copy_bandwidth(buffer_bytes=MIN_BUFFER_BYTES, threads=2, passes=1) > 0
+
+
+def test_a_full_disk_leaves_no_temp_file_behind(tmp_path: Path) -> None:
+    """RLIMIT_FSIZE: the kernel refuses the cache write as a full disk would; `kaihe hardware` used to leave
+    ram_bandwidth.json.<pid>.tmp behind each time."""
+    import subprocess
+    import sys
+
+    code = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (16, 16))
+from kaihe_desktop.core.bandwidth import ram_bandwidth_gbps
+print(ram_bandwidth_gbps(cache_dir=Path(sys.argv[1])) > 0)
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert out.stdout.strip() == "True", out.stderr
+    assert list(tmp_path.iterdir()) == []  # no cache, and no temp file either

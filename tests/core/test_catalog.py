@@ -225,6 +225,25 @@ def test_gated_and_corrupt_repos_are_listed_with_a_reason(
     assert broken["picked_quant"] is None
 
 
+def test_a_model_llama_cpp_cannot_load_is_listed_as_unusable(
+    hub: HubServer, catalog: Catalog, variant_files: dict[str, Path], tmp_path: Path
+) -> None:
+    zero = write_tiny_model(tmp_path / "Zero-Q4_0.gguf", SPEC, extra_kv={"llama.attention.head_count": 0})
+    _add(hub, "kaiheU/Zero-Heads-GGUF", {"Zero-Q4_0.gguf": zero}, license="apache-2.0")
+    _add(hub, "kaiheU/Fine-GGUF", {"Fine-Q4_0.gguf": variant_files["Tiny-Q4_0.gguf"]}, license="apache-2.0")
+    repos = {r.repo_id: r for r in catalog.search("kaiheu").repos}
+    assert repos["kaiheU/Fine-GGUF"].fits  # the rest of the search is unaffected
+    zero_heads = repos["kaiheU/Zero-Heads-GGUF"]
+    assert not zero_heads.fits and zero_heads.pick is None
+    data = zero_heads.to_dict()
+    assert data["placement"] == "unusable" and data["variants"][0]["fit"]["placement"] == "unusable"
+    assert data["error"] == (
+        "kaiheU/Zero-Heads-GGUF/Zero-Q4_0.gguf: llama.cpp cannot load it: llama.attention.head_count is 0"
+    )
+    again = catalog.cached_repo("kaiheU/Zero-Heads-GGUF")  # judged again from the cache: still unusable
+    assert again is not None and again.variants[0].placement == "unusable"
+
+
 def test_filters_fit_licence_use_case_and_size(
     hub: HubServer, machine: Machine, tmp_path: Path, variant_files: dict[str, Path], hub_starter_repo: str
 ) -> None:

@@ -14,11 +14,14 @@ from typing import IO
 
 import pytest
 
+from kaihe_desktop.core.download_io import sha256_file
 from kaihe_desktop.core.download_queue import DownloadQueue, resolve_variant
 from kaihe_desktop.core.downloads import (
     DiskUsage,
     Downloader,
     DownloadProgress,
+    DownloadResult,
+    partial_key,
     safe_relative_path,
 )
 from kaihe_desktop.core.errors import (
@@ -26,6 +29,7 @@ from kaihe_desktop.core.errors import (
     DiskFullError,
     DownloadCancelled,
     DownloadError,
+    DownloadInProgressError,
     GatedRepoError,
     HubUnreachableError,
     RepoNotFoundError,
@@ -156,6 +160,148 @@ def test_server_ignoring_range_restarts_cleanly(
     assert result.model_path.read_bytes() == data
     assert result.files[0].sha256 == hashlib.sha256(data).hexdigest()
     assert hub.bytes_sent(repo_id, "one-Q4_K_M.gguf") == len(data)
+
+
+# --- one writer per partial file; "verified" means the bytes on disk ----------------------------------------
+
+# A second downloader that ignores the lock (an older build, another tool): it resumes the same part file with
+# huggingface_hub's http_get, the server ignores Range, so http_get rewinds and truncates the file to 0; it
+# writes 1 MiB and is SIGKILLed. The first downloader keeps writing at its own offset: a run of zeros.
+RANGE_IGNORING_WRITER = """
+import os, signal, sys
+from huggingface_hub import constants, get_hf_file_metadata, hf_hub_url
+from huggingface_hub.file_download import http_get
+constants.DOWNLOAD_CHUNK_SIZE = 64 * 1024
+repo_id, name, part, size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+url = get_hf_file_metadata(hf_hub_url(repo_id, name)).location
+
+class KilledMidway:
+    def __init__(self, fh):
+        self.fh, self.written = fh, 0
+    def write(self, data):
+        self.fh.write(data)
+        self.fh.flush()
+        self.written += len(data)
+        if self.written >= 1024 * 1024:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return len(data)
+    def __getattr__(self, attr):
+        return getattr(self.fh, attr)
+
+with open(part, "r+b") as fh:
+    have = fh.seek(0, 2)
+    http_get(url, KilledMidway(fh), resume_size=have, expected_size=size)
+"""
+
+
+def test_a_second_download_of_the_same_files_is_refused_while_the_first_runs(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    repo_id = "kaihe-dl/two-GGUF"
+    files = {
+        "two-Q4_K_M.gguf": _blob(4 * MiB, 20),
+        "two-Q8_0.gguf": _blob(100_000, 21),
+        "mmproj-two-f16.gguf": _blob(200_000, 22),
+    }
+    hub.add_repo(repo_id, files)
+    mm = "mmproj-two-f16.gguf"
+    q4 = _variant({k: files[k] for k in ("two-Q4_K_M.gguf", mm)}, mmproj=mm)
+    q8 = _variant({k: files[k] for k in ("two-Q8_0.gguf", mm)}, quant="Q8_0", mmproj=mm)
+    hub.inject(repo_id, "two-Q4_K_M.gguf", bandwidth=2 * MiB)  # about 2 s
+    models = tmp_path / "models"
+    running = threading.Event()
+    box: dict[str, object] = {}
+
+    def first() -> None:
+        def progress(p: DownloadProgress) -> None:
+            if p.done_bytes >= MiB:
+                running.set()
+
+        box["result"] = Downloader(models_dir=models).download_variant(repo_id, q4, progress=progress)
+
+    worker = threading.Thread(target=first)
+    worker.start()
+    assert running.wait(60)
+    asked = len(hub.requests(repo_id))
+    second = Downloader(models_dir=models)
+    for variant in (q4, q8):  # the same variant, and another that shares its projector
+        with pytest.raises(DownloadInProgressError) as refused:
+            second.download_variant(repo_id, variant)
+        assert refused.value.pid == os.getpid()
+        assert f"{repo_id}:{variant.quant} is already being downloaded by process {os.getpid()}" in str(
+            refused.value
+        )
+    assert len(hub.requests(repo_id)) == asked  # the refused downloads asked the Hub for nothing
+    worker.join(60)
+    result = box["result"]
+    assert isinstance(result, DownloadResult)
+    assert [f.path.read_bytes() for f in result.files] == [files["two-Q4_K_M.gguf"], files[mm]]
+    assert hub.bytes_sent(repo_id, "two-Q4_K_M.gguf") == len(files["two-Q4_K_M.gguf"])
+    assert second.download_variant(repo_id, q8).model_path.read_bytes() == files["two-Q8_0.gguf"]
+
+
+def test_bytes_changed_on_disk_after_they_arrived_are_not_verified(
+    tmp_path: Path, one_file_repo, hub: HubServer
+) -> None:
+    """The sha256 that admits a file is the file's on disk, not that of the bytes the socket delivered."""
+    repo_id, data, variant = one_file_repo
+    hub.inject(repo_id, "one-Q4_K_M.gguf", bandwidth=4 * MiB)
+    downloader = Downloader(models_dir=tmp_path / "home" / "models")
+    part = downloader.partial_path(repo_id, "main", variant.files[0])
+    spoiled: list[int] = []
+
+    def spoil(p: DownloadProgress) -> None:
+        if p.done_bytes >= 2 * MiB and not spoiled:  # 4 KiB that arrived intact go bad on disk
+            with part.open("r+b") as fh:
+                fh.write(b"\0" * 4096)
+            spoiled.append(p.done_bytes)
+
+    library = Library(root=tmp_path / "home")
+    queue = DownloadQueue(path=tmp_path / "home" / "downloads.json")
+    queue.add(repo_id, "Q4_K_M")
+    [outcome] = queue.run(downloader=downloader, library=library, resolve=lambda _i: variant, progress=spoil)
+    assert spoiled
+    assert outcome.entry is None and outcome.error is not None and "is corrupt" in outcome.error
+    assert library.entries() == () and not part.exists()
+
+
+def test_a_range_ignoring_writer_killed_midway_cannot_get_a_corrupt_file_listed(
+    tmp_path: Path, hub: HubServer
+) -> None:
+    repo_id, name = "kaihe-dl/shared-GGUF", "shared-Q4_K_M.gguf"
+    data = _blob(8 * MiB, 30)
+    hub.add_repo(repo_id, {name: data})
+    variant = _variant({name: data})
+    hub.inject(repo_id, name, bandwidth=2 * MiB, ignore_range=True)
+    home = tmp_path / "home"
+    downloader = Downloader(models_dir=home / "models")
+    part = downloader.partial_path(repo_id, "main", variant.files[0])
+    library = Library(root=home)
+    queue = DownloadQueue(path=home / "downloads.json")
+    queue.add(repo_id, "Q4_K_M")
+    second_writer: list[int] = []
+
+    def meanwhile(p: DownloadProgress) -> None:
+        if p.done_bytes >= 3 * MiB and not second_writer:  # the first is at 3 MiB when the second cuts in
+            proc = subprocess.run(
+                [sys.executable, "-c", RANGE_IGNORING_WRITER, repo_id, name, str(part), str(len(data))],
+                env={**os.environ, "HF_ENDPOINT": hub.url},
+                capture_output=True,
+                timeout=120,
+            )
+            second_writer.append(proc.returncode)
+
+    [outcome] = queue.run(
+        downloader=downloader, library=library, resolve=lambda _i: variant, progress=meanwhile
+    )
+    assert second_writer == [-9]  # SIGKILLed after its 1 MiB
+    assert outcome.entry is None and outcome.error is not None and "is corrupt" in outcome.error
+    assert library.entries() == () and not part.exists()
+    hub.clear_faults()
+    [again] = queue.run(downloader=downloader, library=library, resolve=lambda _i: variant)
+    assert again.entry is not None
+    for entry in library.entries():  # the library never holds a file whose bytes differ from its hash
+        assert entry.sha256 == sha256_file(entry.path) == hashlib.sha256(data).hexdigest()
 
 
 @pytest.mark.parametrize("status", [500, 503])
@@ -347,8 +493,11 @@ def test_queue_survives_a_restart(tmp_path: Path, one_file_repo, hub: HubServer)
     repo_id, data, variant = one_file_repo
     path = tmp_path / "downloads.json"
     first = DownloadQueue(path=path)
-    first.add(repo_id, "Q4_K_M", files=[f.path for f in variant.all_files], total_bytes=len(data))
-    first.set_state(f"{repo_id}:Q4_K_M", "running")  # the app died mid-download
+    keys = [partial_key(repo_id, "main", f) for f in variant.all_files]
+    first.add(
+        repo_id, "Q4_K_M", files=[f.path for f in variant.all_files], total_bytes=len(data), partial_keys=keys
+    )
+    first.set_state(f"{repo_id}:Q4_K_M", "running")  # the app died mid-download: its lock died with it
     downloader = Downloader(models_dir=tmp_path / "models")
     part = downloader.partial_path(repo_id, "main", variant.files[0])
     part.parent.mkdir(parents=True)
@@ -356,7 +505,7 @@ def test_queue_survives_a_restart(tmp_path: Path, one_file_repo, hub: HubServer)
 
     restarted = DownloadQueue(path=path)
     assert [i.state for i in restarted.items()] == ["running"]
-    assert [i.key for i in restarted.recover()] == [f"{repo_id}:Q4_K_M"]
+    assert [i.key for i in restarted.recover(locks_dir=downloader.locks_dir)] == [f"{repo_id}:Q4_K_M"]
     library = Library(root=tmp_path)
     [outcome] = restarted.run(downloader=downloader, library=library)
     assert outcome.entry is not None and outcome.entry.path.read_bytes() == data

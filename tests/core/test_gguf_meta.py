@@ -4,7 +4,9 @@ against gguf.GGUFReader and against llama.cpp itself), split models, and every k
 from __future__ import annotations
 
 import io
+import os
 import shutil
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,9 +14,16 @@ import llama_cpp
 import pytest
 from gguf import GGUFReader
 
-from kaihe_desktop.core.errors import CorruptGGUFError, ModelNotFoundError, NotGGUFError, TruncatedGGUFError
+from kaihe_desktop.core.errors import (
+    CorruptGGUFError,
+    ModelFileError,
+    ModelNotFoundError,
+    NotGGUFError,
+    TruncatedGGUFError,
+    UnloadableModelError,
+)
 from kaihe_desktop.core.gguf_header import MAX_HEADER_BYTES, parse_header
-from kaihe_desktop.core.gguf_meta import read_local, read_model, split_shard_names, swa_layers
+from kaihe_desktop.core.gguf_meta import check_loadable, read_local, read_model, split_shard_names, swa_layers
 from kaihe_desktop.core.model_meta import ModelMeta
 from tests.helpers.model_fixtures import TINY_GEMMA3, TINY_LLAMA, TINY_MOE, TINY_QWEN3
 from tests.helpers.tiny_gguf import TinySpec, write_tiny_model
@@ -366,3 +375,65 @@ def test_sized_model_factory_writes_the_size_asked(sized_model: Callable[..., Pa
     meta = read_local(path)
     assert meta.architecture == "qwen3"
     assert 0.75 < meta.tensor_bytes / (32 * 1024 * 1024) < 1.25
+
+
+# --- models llama.cpp cannot load, and files that are not files ------------------------------------------
+
+UNLOADABLE_CASES = {
+    "no-heads": ({"drop_kv": ("{arch}.attention.head_count",)}, "llama.attention.head_count is missing"),
+    "zero-heads": ({"extra_kv": {"llama.attention.head_count": 0}}, "llama.attention.head_count is 0"),
+    "foo-arch": ({"arch_name": "foo"}, "unknown architecture 'foo'"),
+    "no-ctx": ({"drop_kv": ("{arch}.context_length",)}, "llama.context_length is missing"),
+    "no-blocks": ({"drop_kv": ("{arch}.block_count",)}, "llama.block_count is missing"),
+    "zero-width": ({"extra_kv": {"llama.embedding_length": 0}}, "llama.embedding_length is 0"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNLOADABLE_CASES))
+def test_models_llama_cpp_cannot_load_are_refused_naming_the_key(case: str, tmp_path: Path) -> None:
+    overrides, says = UNLOADABLE_CASES[case]
+    path = write_tiny_model(tmp_path / f"{case}.gguf", TINY_LLAMA, **overrides)
+    with pytest.raises(UnloadableModelError) as err:
+        read_local(path)
+    assert str(err.value) == f"{case}.gguf: llama.cpp cannot load it: {says}"
+    with pytest.raises(ValueError, match="Failed to load model"):  # and llama.cpp agrees
+        llama_cpp.Llama(str(path), n_ctx=64, verbose=False)
+
+
+def test_loadability_follows_llama_cpp_rules() -> None:
+    base = {"mamba.context_length": 1, "mamba.embedding_length": 8, "mamba.block_count": 2,
+            "tokenizer.ggml.model": "gpt2"}  # fmt: skip
+    check_loadable(base, "mamba", "m.gguf")  # recurrent: no attention heads to need
+    check_loadable({}, "clip", "mmproj.gguf")  # a projector: llama.cpp reads no hyperparameters
+    llama = {k.replace("mamba", "llama"): v for k, v in base.items()}
+    check_loadable({**llama, "llama.attention.head_count": [0, 4]}, "llama", "m.gguf")  # per-layer, some >0
+    with pytest.raises(UnloadableModelError, match=r"llama\.attention\.head_count is 0"):
+        check_loadable({**llama, "llama.attention.head_count": [0, 0]}, "llama", "m.gguf")
+    deep = {**llama, "llama.block_count": 600, "llama.attention.head_count": 4}
+    with pytest.raises(UnloadableModelError, match=r"block_count is 600 \(llama\.cpp takes 1 to 512"):
+        check_loadable(deep, "llama", "m.gguf")
+    no_tokenizer = {k: v for k, v in llama.items() if k != "tokenizer.ggml.model"}
+    with pytest.raises(UnloadableModelError, match=r"tokenizer\.ggml\.model is missing"):
+        check_loadable({**no_tokenizer, "llama.attention.head_count": 4}, "llama", "m.gguf")
+
+
+def test_devices_and_pipes_are_not_regular_files(tmp_path: Path) -> None:
+    with pytest.raises(ModelFileError) as err:
+        read_local(Path("/dev/zero"))
+    assert str(err.value) == "/dev/zero is not a regular file (a character device)"
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+    reader = threading.Thread(target=lambda: outcome.extend(_raised(read_local, fifo)), daemon=True)
+    reader.start()
+    reader.join(10)  # opening a FIFO for reading blocks until a writer comes: it must never be opened
+    assert not reader.is_alive(), "read_local blocked on a FIFO"
+    assert [str(e) for e in outcome] == [f"{fifo} is not a regular file (a named pipe)"]
+
+
+def _raised(fn: Callable[[Path], object], path: Path) -> list[BaseException]:
+    try:
+        fn(path)
+    except ModelFileError as exc:
+        return [exc]
+    return []

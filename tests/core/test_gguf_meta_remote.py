@@ -17,6 +17,7 @@ from kaihe_desktop.core.errors import (
 )
 from kaihe_desktop.core.gguf_meta import read_local, read_model, read_remote
 from kaihe_desktop.core.gguf_remote import MAX_CHUNK
+from kaihe_desktop.core.hub_retry import RetryPolicy
 from tests.helpers.hub_server import DEFAULT_TOKEN, HubServer
 
 MiB = 1024 * 1024
@@ -109,18 +110,20 @@ def test_offline_mode_makes_no_request(hub: HubServer, monkeypatch: pytest.Monke
 
 def test_unreachable_and_slow_hub(hub: HubServer, tiny_llama_path: Path) -> None:
     with pytest.raises(HubUnreachableError, match="cannot reach the Hub"):
-        read_remote("kaihe-test/x", "model.gguf", endpoint="http://127.0.0.1:9")
+        read_remote(
+            "kaihe-test/x", "model.gguf", endpoint="http://127.0.0.1:9", retry=RetryPolicy.within(0.2)
+        )
     hub.add_repo("kaihe-test/slow", {"model.gguf": tiny_llama_path})
     hub.inject("kaihe-test/slow", "model.gguf", latency_s=3.0)
     with pytest.raises(HubUnreachableError, match="did not answer within 0.5 s"):
-        read_remote("kaihe-test/slow", "model.gguf", timeout=0.5)
+        read_remote("kaihe-test/slow", "model.gguf", timeout=0.5, retry=RetryPolicy(max_attempts=2))
 
 
 def test_server_errors(hub: HubServer, tiny_llama_path: Path) -> None:
     hub.add_repo("kaihe-test/flaky", {"model.gguf": tiny_llama_path})
-    hub.inject("kaihe-test/flaky", "model.gguf", status=503)
+    hub.inject("kaihe-test/flaky", "model.gguf", status=503, times=1000)  # one 503 is retried (hub_retry)
     with pytest.raises(HubError, match=r"kaihe-test/flaky/model\.gguf: the Hub answered HTTP 503"):
-        read_remote("kaihe-test/flaky", "model.gguf")
+        read_remote("kaihe-test/flaky", "model.gguf", retry=RetryPolicy(max_attempts=2, backoff_base_s=0.01))
 
 
 def test_server_ignoring_range_is_refused_not_downloaded(

@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
-import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from huggingface_hub import hf_hub_download
 
+from kaihe_desktop.core import json_store
 from kaihe_desktop.core.downloads import Downloader
 from kaihe_desktop.core.errors import (
     CorruptGGUFError,
+    DiskFullError,
+    InvalidNameError,
     LibraryError,
     ModelNotFoundError,
     NotGGUFError,
@@ -19,6 +28,7 @@ from kaihe_desktop.core.errors import (
 )
 from kaihe_desktop.core.library import Library
 from kaihe_desktop.core.variants import RepoFile, Variant
+from tests.helpers.full_disk import fill_the_disk, stray_temp_files
 from tests.helpers.hub_server import HubServer
 from tests.helpers.tiny_gguf import (
     write_corrupt_gguf,
@@ -26,6 +36,8 @@ from tests.helpers.tiny_gguf import (
     write_tiny_model,
     write_truncated_copy,
 )
+
+MiB = 2**20
 
 
 @pytest.fixture(scope="module")
@@ -142,10 +154,185 @@ def test_starter_model_is_importable(library: Library) -> None:
     assert library.delete("starter").freed_bytes == entry.size_bytes
 
 
-def test_unreadable_index_is_a_clear_error(library: Library) -> None:
+# --- a damaged index, a full disk, interrupted copies, bad names ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"{not json",
+        b"[]",
+        b'{"version": 1, "models": {"a": 1}}',
+        b'{"version": 1, "models": [1]}',
+        b'{"version": 1, "models": [{"name": "x"}]}',
+        b'{"version": 1, "models": [{"name": "x", "path": "/m.gguf", "files": "abc"}]}',
+        b"\x00\x01\x02",
+    ],
+)
+def test_unusable_index_is_moved_aside_and_the_library_starts_empty(
+    library: Library, tiny_model: Path, content: bytes
+) -> None:
     library.root.mkdir(parents=True)
-    library.index_path.write_text("{not json")
-    with pytest.raises(LibraryError, match="unreadable"):
-        library.entries()
-    library.index_path.write_text(json.dumps({"version": 1, "models": []}))
+    library.index_path.write_bytes(content)
+    json_store.take_notices()
     assert library.entries() == ()
+    [notice] = json_store.take_notices()
+    assert notice.moved_to is not None and notice.moved_to.read_bytes() == content  # kept
+    assert str(notice.moved_to) in notice.message and "the library index" in notice.message
+    entry = library.import_file(tiny_model)  # the app works with an empty one
+    assert [e.name for e in library.entries()] == [entry.name] and notice.moved_to.exists()
+
+
+def test_full_disk_on_the_index_is_one_line_and_nothing_is_lost(
+    library: Library, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kept = library.import_file(tiny_model, name="kept")
+    before = library.index_path.read_bytes()
+    other = tmp_path / "other-Q8_0.gguf"
+    other.write_bytes(tiny_model.read_bytes())
+    free_space = fill_the_disk(monkeypatch)
+    says = f"cannot save the library index: the disk is full in {re.escape(str(library.root))};"
+    with pytest.raises(DiskFullError, match=says):
+        library.import_file(other, copy=True)
+    assert library.index_path.read_bytes() == before and library.entries() == (kept,)
+    assert stray_temp_files(tmp_path) == []
+    assert not (library.models_dir / "imported" / other.name).exists()  # the copy went with the failure
+    free_space()
+    assert library.import_file(other, copy=True).owned
+
+
+def test_copy_import_checks_free_space_first(library: Library, tiny_model: Path, tmp_path: Path) -> None:
+    huge = tmp_path / "huge-Q8_0.gguf"
+    huge.write_bytes(tiny_model.read_bytes())
+    (tmp_path / "probe").mkdir()
+    os.truncate(huge, shutil.disk_usage(tmp_path).free + 2**30)  # sparse: more than this disk has free
+    with pytest.raises(DiskFullError, match="not enough disk space to copy huge-Q8_0.gguf") as caught:
+        library.import_file(huge, copy=True)
+    assert "free at least" in str(caught.value)
+    imported = library.models_dir / "imported"
+    assert list(imported.iterdir()) == [] and library.entries() == ()
+
+
+@pytest.mark.parametrize("failure", ["enospc", "ctrl-c"])
+def test_failed_copy_leaves_nothing_that_blocks_a_reimport(
+    library: Library, tiny_model: Path, failure: str
+) -> None:
+    def half_then_fail(src: Path, dst: Path) -> None:
+        dst.write_bytes(src.read_bytes()[: src.stat().st_size // 2])
+        if failure == "enospc":
+            raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        raise KeyboardInterrupt
+
+    expected = DiskFullError if failure == "enospc" else KeyboardInterrupt
+    with pytest.raises(expected):
+        library.import_file(tiny_model, copy=True, copier=half_then_fail)
+    imported = library.models_dir / "imported"
+    assert list(imported.iterdir()) == [] and library.entries() == ()
+    entry = library.import_file(tiny_model, copy=True)
+    assert entry.path.read_bytes() == tiny_model.read_bytes() and list(imported.iterdir()) == [entry.path]
+
+
+def test_sigkill_during_a_copy_then_reimport_works(
+    library: Library, tiny_model: Path, tmp_path: Path
+) -> None:
+    big = tmp_path / "big-Q8_0.gguf"
+    big.write_bytes(tiny_model.read_bytes())
+    os.truncate(big, 64 * MiB)  # sparse tail: a valid GGUF with room for a slow copy
+    code = """
+import shutil, sys, time
+from pathlib import Path
+from kaihe_desktop.core.library import Library
+
+def slow_copy(src, dst):
+    with open(src, "rb") as a, open(dst, "wb") as b:
+        while chunk := a.read(1 << 20):
+            b.write(chunk)
+            b.flush()
+            print("copied", flush=True)
+            time.sleep(0.05)
+
+Library(root=Path(sys.argv[1])).import_file(Path(sys.argv[2]), copy=True, copier=slow_copy)
+"""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(library.root), str(big)], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    for _ in range(3):
+        assert proc.stdout.readline() == "copied\n"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    imported = library.models_dir / "imported"
+    [partial] = list(imported.iterdir())
+    assert partial.name != big.name and 0 < partial.stat().st_size < big.stat().st_size
+    entry = library.import_file(big, copy=True)  # not "already exists"; the dead copy is swept
+    assert list(imported.iterdir()) == [entry.path] and entry.size_bytes == big.stat().st_size
+    assert library.delete(entry.name).freed_bytes == big.stat().st_size
+
+
+def test_a_leftover_partial_copy_from_before_is_replaced_but_a_different_file_is_kept(
+    library: Library, tiny_model: Path, tmp_path: Path
+) -> None:
+    imported = library.models_dir / "imported"
+    imported.mkdir(parents=True)
+    leftover = imported / tiny_model.name
+    leftover.write_bytes(b"")  # what shutil.copy2 left on a full disk before
+    entry = library.import_file(tiny_model, copy=True)
+    assert entry.path == leftover and leftover.read_bytes() == tiny_model.read_bytes()
+    library.delete(entry.name)
+    imported.mkdir(exist_ok=True)  # the delete took the emptied folder
+    leftover.write_bytes(tiny_model.read_bytes())  # unlisted but identical: adopted, not copied again
+    assert library.import_file(tiny_model, copy=True).path == leftover
+    library.delete(tiny_model.name[:-5])
+    other = tmp_path / "elsewhere" / tiny_model.name
+    other.parent.mkdir()
+    other.write_bytes(tiny_model.read_bytes()[:-1] + b"!")
+    imported.mkdir(exist_ok=True)
+    leftover.write_bytes(tiny_model.read_bytes())
+    with pytest.raises(LibraryError, match="is not in the library and differs"):
+        library.import_file(other, copy=True)
+    assert leftover.read_bytes() == tiny_model.read_bytes()  # the user's file is not overwritten
+
+
+@pytest.mark.parametrize(
+    ("name", "says"),
+    [("a\nb", "control characters (\\n)"), ("tab\there", "\\t"), ("x" * 201, "at most 200"), (" ", "empty")],
+)
+def test_display_names_must_be_printable_and_short(
+    library: Library, tiny_model: Path, name: str, says: str
+) -> None:
+    with pytest.raises(InvalidNameError) as caught:
+        library.import_file(tiny_model, name=name)
+    assert says in str(caught.value) and "\n" not in str(caught.value)
+    assert library.entries() == ()
+
+
+def test_a_file_name_with_a_newline_gives_a_printable_name(
+    library: Library, tiny_model: Path, tmp_path: Path
+) -> None:
+    odd = tmp_path / "two\nlines-Q8_0.gguf"
+    odd.write_bytes(tiny_model.read_bytes())
+    assert library.import_file(odd).name == "two_lines-Q8_0"
+
+
+def test_names_too_long_for_the_file_system_are_one_line(library: Library) -> None:
+    for key in ("c" * 601, "a" * 300 + "/" + "b" * 300):
+        with pytest.raises(InvalidNameError, match="over the 255-byte limit"):
+            library.get(key)
+        with pytest.raises(InvalidNameError, match="over the 255-byte limit"):
+            library.import_file(Path(key + ".gguf"))
+
+
+def test_a_library_folder_that_cannot_be_made_is_one_line(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    with pytest.raises(LibraryError, match="cannot open the library in"):
+        Library(root=blocker / "home").import_file(tiny_model)
+
+    def no_space(self: Path, *args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", no_space)
+    with pytest.raises(DiskFullError, match="cannot save the library index: the disk is full in"):
+        Library(root=tmp_path / "new-home").import_file(tiny_model)

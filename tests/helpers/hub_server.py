@@ -196,6 +196,8 @@ class Fault:
     ignore_range: bool = False
     corrupt: bool = False
     methods: tuple[str, ...] | None = None  # e.g. ("GET",) to spare HEAD requests
+    stall_after: int | None = None  # body bytes sent before the server goes silent (connection kept open)
+    stall_s: float = 0.0  # how long it stays silent
 
 
 @dataclasses.dataclass(frozen=True)
@@ -582,6 +584,11 @@ class _HubHandler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if method == "POST" else b""
         if parts[:2] == ["api", "whoami-v2"]:
             return self._whoami()
+        token = self._token()
+        if token is not None and not token.startswith("hf_") and parts[:1] != ["_test"]:
+            # Like the Hub: a token that is no Hugging Face token fails every request, public repos too
+            # (a valid token without access to a gated repo gets 403 from _check_gate instead).
+            return self._error(401, "Invalid credentials in Authorization header", None)
         if parts[:2] == ["_test", "stats"]:
             return self._json(
                 {"bytes_sent": self.server_hub.bytes_sent(), "per_file": self.server_hub.byte_counts()}
@@ -1001,6 +1008,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         cut_after = self.server_hub._take_cut(fault) if method == "GET" else None
         bandwidth = fault.bandwidth if fault is not None else None
         corrupt_at = size // 2 if fault is not None and fault.corrupt else None
+        stall = (fault.stall_after, fault.stall_s) if fault is not None and fault.stall_after else None
         self._stream(
             repo.repo_id,
             entry,
@@ -1009,6 +1017,7 @@ class _HubHandler(BaseHTTPRequestHandler):
             cut_after=cut_after,
             bandwidth=bandwidth,
             corrupt_at=corrupt_at,
+            stall=stall,
         )
 
     def _stream(
@@ -1021,6 +1030,7 @@ class _HubHandler(BaseHTTPRequestHandler):
         cut_after: int | None,
         bandwidth: float | None,
         corrupt_at: int | None,
+        stall: tuple[int, float] | None = None,
     ) -> None:
         chunk = CHUNK if bandwidth is None else max(1024, min(CHUNK, int(bandwidth / 20)))
         sent = 0
@@ -1031,6 +1041,13 @@ class _HubHandler(BaseHTTPRequestHandler):
                 fh.seek(start)
             while sent < length:
                 want = min(chunk, length - sent)
+                if stall is not None:
+                    if sent >= stall[0]:
+                        self.wfile.flush()
+                        time.sleep(stall[1])  # silent, the connection open: the client's read blocks
+                        stall = None
+                    else:
+                        want = min(want, stall[0] - sent)
                 if cut_after is not None:
                     want = min(want, cut_after - sent)
                     if want <= 0:

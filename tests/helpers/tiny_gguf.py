@@ -59,6 +59,8 @@ class TinySpec:
     name: str | None = None
     seed: int = 0
     extra_kv: dict[str, Any] = field(default_factory=dict)
+    drop_kv: tuple[str, ...] = ()  # keys left out ("{arch}" stands for the architecture written)
+    arch_name: str | None = None  # general.architecture as written, when not `arch` (an unknown one)
 
     @property
     def hd(self) -> int:
@@ -214,8 +216,10 @@ def write_tiny_model(path: Path, spec: TinySpec | None = None, **overrides: Any)
         raise ValueError(f"unknown tiny arch {spec.arch!r}; known: {ARCHS}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = GGUFWriter(path, spec.arch, split_max_tensors=split_max_tensors)
+    writer = GGUFWriter(path, spec.arch_name or spec.arch, split_max_tensors=split_max_tensors)
     _add_metadata(writer, spec)
+    for key in spec.drop_kv:
+        writer.kv_data[0].pop(key.format(arch=spec.arch_name or spec.arch), None)
     for name, array, raw_dtype in _tensors(spec):
         writer.add_tensor(name, array, raw_dtype=raw_dtype)
     writer.write_header_to_file()
