@@ -22,6 +22,9 @@ from kaihe_desktop.core.variants import RepoFile
 # huggingface_hub writes what it receives in DOWNLOAD_CHUNK_SIZE pieces (10 MiB by default): whatever sits
 # in that buffer is lost when the process is killed. 1 MiB keeps a SIGKILL's loss small, at no speed cost.
 WRITE_CHUNK = 1024 * 1024
+# Written bytes are flushed to the disk in the background every this many, so the fsync before the
+# read-back verification is short.
+WRITEBACK_EVERY = 32 * 1024 * 1024
 DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 
 
@@ -74,6 +77,8 @@ class PartWriter:
         self._what = what
         self.position = have
         self.written_now = 0
+        self._unsynced = 0
+        self._syncer: threading.Thread | None = None
 
     def write(self, data: bytes) -> int:
         if self._cancel is not None and self._cancel.is_set():
@@ -89,8 +94,32 @@ class PartWriter:
             raise
         self.position += len(data)
         self.written_now += len(data)
+        self._unsynced += len(data)
+        if self._unsynced >= WRITEBACK_EVERY:
+            self._start_writeback()
         self._on_bytes(len(data))
         return len(data)
+
+    def _start_writeback(self) -> None:
+        """Flush what is written so far to the disk in the background, so the final fsync (which the
+        verification waits for) has little left to do. One at a time; on a duplicate descriptor, so closing
+        the file never races it."""
+        if self._syncer is not None and self._syncer.is_alive():
+            return
+        self._fh.flush()
+        self._unsynced = 0
+        fd = os.dup(self._fh.fileno())
+
+        def sync() -> None:
+            try:
+                (os.fdatasync if hasattr(os, "fdatasync") else os.fsync)(fd)
+            except OSError:
+                pass  # the final fsync reports what matters
+            finally:
+                os.close(fd)
+
+        self._syncer = threading.Thread(target=sync, name="kaihe-writeback", daemon=True)
+        self._syncer.start()
 
     def tell(self) -> int:
         return self.position
