@@ -64,9 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["HF_HOME"] = str(work / "hf")
     os.environ.pop("HF_HUB_OFFLINE", None)
 
-    from kaihe_desktop.core.catalog import DEFAULT_WORKERS, Catalog
-    from kaihe_desktop.core.listing_cache import ListingCache
-    from kaihe_desktop.core.profiles import resolve_profile
+    from kaihe_desktop.core.hub.catalog import DEFAULT_WORKERS, Catalog
+    from kaihe_desktop.core.hub.listing_cache import ListingCache
+    from kaihe_desktop.core.machine.profiles import resolve_profile
 
     spec = TinySpec(arch="llama", n_layer=2, n_embd=128, n_head=4, n_head_kv=2, n_ff=256)
     files = {

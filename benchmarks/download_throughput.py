@@ -72,8 +72,8 @@ def measure(model: Path, workdir: Path, *, bandwidth: float, runs: int) -> dict[
     import httpx2
     from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 
-    from kaihe_desktop.core.download_queue import resolve_variant
-    from kaihe_desktop.core.downloads import Downloader, DownloadProgress
+    from kaihe_desktop.core.downloads.fetch import Downloader, DownloadProgress
+    from kaihe_desktop.core.downloads.queue import resolve_variant
 
     size = model.stat().st_size
     server, endpoint = start_server(model, workdir, bandwidth)

@@ -23,7 +23,7 @@ from kaihe_desktop.core import paths
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient
 from kaihe_desktop.core.engine.worker import model_params_patched
-from kaihe_desktop.core.llama_build import extra_buffers_usable
+from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
 
 PROMPT = "{n}. The sea was calm that morning, and the fishermen"
 # Between two runs: lets the other side's OpenMP threads stop spinning, so neither competes for the cores.

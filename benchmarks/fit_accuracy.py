@@ -1,6 +1,6 @@
 """Fit accuracy: the memory estimator and the speed estimate against real llama.cpp runs on this machine.
 
-For each model and context: the estimate (kaihe_desktop.core.fit.estimate for this machine) against
+For each model and context: the estimate (kaihe_desktop.core.fit.plan.estimate for this machine) against
   - the sum of the buffers llama.cpp reports in its log (model incl. CPU_REPACK, KV, compute, output):
     bar +-10%;
   - the growth of the process's RSS after loading and decoding one micro-batch plus a few tokens (each load
@@ -29,12 +29,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from kaihe_desktop.core.bandwidth import ram_bandwidth_gbps  # noqa: E402
-from kaihe_desktop.core.fit import estimate  # noqa: E402
-from kaihe_desktop.core.gguf_meta import read_local  # noqa: E402
-from kaihe_desktop.core.hardware import probe  # noqa: E402
-from kaihe_desktop.core.llama_build import llama_system_info  # noqa: E402
-from kaihe_desktop.core.speed import llama_cpp_threads, seconds_per_token  # noqa: E402
+from kaihe_desktop.core.fit.plan import estimate  # noqa: E402
+from kaihe_desktop.core.fit.speed import llama_cpp_threads, seconds_per_token  # noqa: E402
+from kaihe_desktop.core.gguf.meta import read_local  # noqa: E402
+from kaihe_desktop.core.machine.bandwidth import ram_bandwidth_gbps  # noqa: E402
+from kaihe_desktop.core.machine.llama_build import llama_system_info  # noqa: E402
+from kaihe_desktop.core.machine.probe import probe  # noqa: E402
 from kaihe_desktop.core.starter import starter_model_path  # noqa: E402
 from tests.helpers.llama_probe import ProbeResult, probe_load  # noqa: E402
 from tests.helpers.tiny_gguf import spec_for_size, write_tiny_model  # noqa: E402

@@ -16,8 +16,12 @@ from pathlib import Path
 
 import psutil
 
-from kaihe_desktop.core.bandwidth import DEFAULT_BUFFER_BYTES, measure_copy_bandwidth, ram_bandwidth_gbps
-from kaihe_desktop.core.hardware import cpu_brand, cpuinfo_dict
+from kaihe_desktop.core.machine.bandwidth import (
+    DEFAULT_BUFFER_BYTES,
+    measure_copy_bandwidth,
+    ram_bandwidth_gbps,
+)
+from kaihe_desktop.core.machine.probe import cpu_brand, cpuinfo_dict
 
 MIB = 2**20
 

@@ -7,10 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from kaihe_desktop.core.hardware import probe
 from kaihe_desktop.core.library import LibraryEntry
-from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.tiers import tier_for
+from kaihe_desktop.core.machine.probe import probe
+from kaihe_desktop.core.machine.spec import Machine
+from kaihe_desktop.core.machine.tiers import tier_for
 
 if TYPE_CHECKING:
     from kaihe_desktop.qt.main_window import MachineSummary

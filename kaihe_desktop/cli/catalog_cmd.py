@@ -14,11 +14,11 @@ from kaihe_desktop.cli.common import (
     machine_from_args,
     render_table,
 )
-from kaihe_desktop.core.catalog import DEFAULT_TIMEOUT_S, Catalog, CatalogRepo, SearchFilter, SearchResult
 from kaihe_desktop.core.errors import KaiheError
-from kaihe_desktop.core.hub_listing import SORTS
-from kaihe_desktop.core.recommend import Recommendation, RecommendationSet, recommend
-from kaihe_desktop.core.recommend_data import load_recommendations
+from kaihe_desktop.core.hub.catalog import DEFAULT_TIMEOUT_S, Catalog, CatalogRepo, SearchFilter, SearchResult
+from kaihe_desktop.core.hub.listing import SORTS
+from kaihe_desktop.core.hub.recommend import Recommendation, RecommendationSet, recommend
+from kaihe_desktop.core.hub.recommend_data import load_recommendations
 
 
 def register(subparsers: Any) -> None:

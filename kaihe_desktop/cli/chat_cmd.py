@@ -19,14 +19,14 @@ import psutil
 
 from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, machine_from_args
 from kaihe_desktop.core import paths
-from kaihe_desktop.core.chat import ChatReply, ChatSession, SamplingSettings
+from kaihe_desktop.core.chat.history import HistoryStore
+from kaihe_desktop.core.chat.session import ChatReply, ChatSession, SamplingSettings
+from kaihe_desktop.core.chat.templates import resolve_chat_format
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient, describe_exit
 from kaihe_desktop.core.engine.loading import LoadOverrides, load_model, read_meta
 from kaihe_desktop.core.errors import EngineCrashedError, ModelNotFoundError
-from kaihe_desktop.core.history import HistoryStore
 from kaihe_desktop.core.names import check_path_text
-from kaihe_desktop.core.templates import resolve_chat_format
 
 _DEFAULTS = SamplingSettings()
 

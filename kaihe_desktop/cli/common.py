@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from kaihe_desktop.core.machine import Machine
+from kaihe_desktop.core.machine.spec import Machine
 from kaihe_desktop.core.units import format_bytes
 
 
@@ -28,10 +28,10 @@ def add_json_arg(parser: argparse.ArgumentParser) -> None:
 def machine_from_args(args: argparse.Namespace) -> Machine:
     """The machine a command acts for: the --profile if given, otherwise a live probe."""
     if getattr(args, "profile", None) is not None:
-        from kaihe_desktop.core.profiles import resolve_profile
+        from kaihe_desktop.core.machine.profiles import resolve_profile
 
         return resolve_profile(str(args.profile))
-    from kaihe_desktop.core.hardware import probe
+    from kaihe_desktop.core.machine.probe import probe
 
     return probe()
 

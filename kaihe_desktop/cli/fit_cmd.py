@@ -24,7 +24,8 @@ from kaihe_desktop.cli.common import (
     machine_from_args,
     render_table,
 )
-from kaihe_desktop.core.advice import (
+from kaihe_desktop.core.errors import ModelFileError, ModelNotFoundError
+from kaihe_desktop.core.fit.advice import (
     Advice,
     Upgrade,
     evaluate_upgrade,
@@ -32,16 +33,15 @@ from kaihe_desktop.core.advice import (
     upgrades_for,
     warnings,
 )
-from kaihe_desktop.core.errors import ModelFileError, ModelNotFoundError
-from kaihe_desktop.core.fit import DEFAULT_CONTEXT, Breakdown, Plan, plan
-from kaihe_desktop.core.gguf_meta import read_local, read_remote
-from kaihe_desktop.core.hub_listing import hub_errors, run_with_deadline
-from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.fit.plan import DEFAULT_CONTEXT, Breakdown, Plan, plan
+from kaihe_desktop.core.fit.quants import Pick, QuantOption, pick, weights_scale
+from kaihe_desktop.core.gguf.meta import read_local, read_remote
+from kaihe_desktop.core.gguf.model_meta import ModelMeta
+from kaihe_desktop.core.hub.listing import hub_errors, run_with_deadline
+from kaihe_desktop.core.hub.variants import RepoFile, Variant, group_variants
+from kaihe_desktop.core.machine.spec import Machine
+from kaihe_desktop.core.machine.tiers import tier_for
 from kaihe_desktop.core.names import check_path_text, check_repo_id
-from kaihe_desktop.core.quants import Pick, QuantOption, pick, weights_scale
-from kaihe_desktop.core.tiers import tier_for
-from kaihe_desktop.core.variants import RepoFile, Variant, group_variants
 
 KV_TYPES = ("f16", "q8_0", "q4_0")
 HUB_LISTING_TIMEOUT_S = 60.0

@@ -14,8 +14,8 @@ from kaihe_desktop.cli.common import (
     machine_from_args,
     render_table,
 )
-from kaihe_desktop.core.machine import Machine, ProfileError
-from kaihe_desktop.core.tiers import TierInfo, tier_for
+from kaihe_desktop.core.machine.spec import Machine, ProfileError
+from kaihe_desktop.core.machine.tiers import TierInfo, tier_for
 
 REPACK_OFF = (
     "off: this llama.cpp build has AMX, which crashes on decoding (llama.cpp #20824), so the weights "
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.remeasure and args.profile is None:
-        from kaihe_desktop.core.hardware import probe
+        from kaihe_desktop.core.machine.probe import probe
 
         machine = probe(refresh_bandwidth=True)
     else:

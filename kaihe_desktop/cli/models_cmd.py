@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kaihe_desktop.cli.common import add_json_arg, emit_json, human_bytes, render_table
-from kaihe_desktop.core.download_queue import DownloadQueue
+from kaihe_desktop.core.downloads.queue import DownloadQueue
 from kaihe_desktop.core.errors import KaiheError, ModelNotFoundError
 from kaihe_desktop.core.library import Library
 
@@ -131,7 +131,7 @@ def run_rm(args: argparse.Namespace) -> int:
 def _discard_download(key: str) -> tuple[str, int] | None:
     """An interrupted download named REPO:QUANT: delete its partial files and forget it (the core refuses
     while a process is downloading it)."""
-    from kaihe_desktop.core.downloads import Downloader
+    from kaihe_desktop.core.downloads.fetch import Downloader
 
     discarded = DownloadQueue().discard(key, downloader=Downloader())
     return None if discarded is None else (discarded.key, discarded.freed_bytes)

@@ -20,15 +20,15 @@ from dataclasses import dataclass
 from typing import Any, TextIO, TypeVar
 
 from kaihe_desktop.cli.common import add_json_arg, add_profile_arg, emit_json, human_bytes, machine_from_args
-from kaihe_desktop.core.download_lock import ALREADY, DownloadLock, ensure_not_downloading
-from kaihe_desktop.core.download_queue import DownloadQueue, QueueItem
-from kaihe_desktop.core.downloads import (
+from kaihe_desktop.core.downloads.fetch import (
     Downloader,
     DownloadProgress,
     DownloadResult,
     partial_key,
     safe_relative_path,
 )
+from kaihe_desktop.core.downloads.lock import ALREADY, DownloadLock, ensure_not_downloading
+from kaihe_desktop.core.downloads.queue import DownloadQueue, QueueItem
 from kaihe_desktop.core.errors import (
     DoesNotFitError,
     DownloadCancelled,
@@ -36,9 +36,9 @@ from kaihe_desktop.core.errors import (
     ModelNotFoundError,
     UnsafeFilenameError,
 )
+from kaihe_desktop.core.hub.variants import Variant, find_variant
 from kaihe_desktop.core.library import Library, LibraryEntry
 from kaihe_desktop.core.names import check_repo_id, shown
-from kaihe_desktop.core.variants import Variant, find_variant
 
 HUB_LISTING_TIMEOUT_S = 60.0
 HUB_PROBE_TIMEOUT_S = 4.0
@@ -94,11 +94,11 @@ def decide(
     ``claim`` gets a named variant before its header is read: a second pull of it is refused there,
     before it moves any byte.
     """
-    from kaihe_desktop.core.advice import Severity, warnings
-    from kaihe_desktop.core.gguf_meta import read_remote
-    from kaihe_desktop.core.hub_listing import list_repo_files
-    from kaihe_desktop.core.quants import QuantOption, pick
-    from kaihe_desktop.core.variants import group_variants
+    from kaihe_desktop.core.fit.advice import Severity, warnings
+    from kaihe_desktop.core.fit.quants import QuantOption, pick
+    from kaihe_desktop.core.gguf.meta import read_remote
+    from kaihe_desktop.core.hub.listing import list_repo_files
+    from kaihe_desktop.core.hub.variants import group_variants
 
     def listing() -> tuple[Variant, ...]:
         from huggingface_hub import HfApi
@@ -143,7 +143,7 @@ def _listing_call(fn: Callable[[], T], *, what: str) -> T:
     after huggingface_hub's own retries (1+2+4+8+8 s). In a thread, so Ctrl-C stops the wait at once."""
     from huggingface_hub import constants
 
-    from kaihe_desktop.core.hub_listing import probe_endpoint, run_with_deadline
+    from kaihe_desktop.core.hub.listing import probe_endpoint, run_with_deadline
 
     def probe() -> None:
         probe_endpoint(constants.ENDPOINT, timeout_s=HUB_PROBE_TIMEOUT_S)
@@ -394,7 +394,7 @@ def _installed(library: Library, repo_id: str, quant: str | None) -> LibraryEntr
 
 def _variant_of(item: QueueItem) -> Variant:
     """The queued variant's files as the Hub lists them now (sizes and hashes to verify against)."""
-    from kaihe_desktop.core.download_queue import resolve_variant
+    from kaihe_desktop.core.downloads.queue import resolve_variant
 
     try:
         return _listing_call(

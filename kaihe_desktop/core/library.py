@@ -26,7 +26,7 @@ from kaihe_desktop.core.errors import (
     LibraryError,
     ModelNotFoundError,
 )
-from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.gguf.model_meta import ModelMeta
 from kaihe_desktop.core.names import (
     MAX_DISPLAY_NAME_CHARS,
     check_display_name,
@@ -37,7 +37,7 @@ from kaihe_desktop.core.names import (
 from kaihe_desktop.core.units import format_bytes
 
 if TYPE_CHECKING:
-    from kaihe_desktop.core.downloads import DownloadResult
+    from kaihe_desktop.core.downloads.fetch import DownloadResult
 
 INDEX_NAME = "library.json"
 INDEX_VERSION = 1
@@ -369,7 +369,7 @@ class Library:
         A copy goes to a temporary name and is renamed when complete, so a failed or killed copy never
         leaves a file that blocks the next import.
         """
-        from kaihe_desktop.core.download_io import sha256_file
+        from kaihe_desktop.core.downloads.part_io import sha256_file
 
         path = check_path_text(path, what="file path").expanduser()
         if name is not None:
@@ -377,13 +377,13 @@ class Library:
         if path.suffix.lower() != ".gguf":
             raise LibraryError(f"{path} is not a .gguf file")
         if reader is None:
-            from kaihe_desktop.core.gguf_meta import read_local
+            from kaihe_desktop.core.gguf.meta import read_local
 
             reader = read_local
         meta = reader(
             path
         )  # raises NotGGUFError / TruncatedGGUFError / CorruptGGUFError / ModelNotFoundError
-        from kaihe_desktop.core.gguf_meta import split_shard_names
+        from kaihe_desktop.core.gguf.meta import split_shard_names
 
         shard_names = split_shard_names(path.name)
         files = [path] if shard_names is None else [path.with_name(s) for s in shard_names]
@@ -486,8 +486,8 @@ class Library:
         from huggingface_hub import scan_cache_dir
         from huggingface_hub.errors import CacheNotFound
 
-        from kaihe_desktop.core.quants import quant_from_filename
-        from kaihe_desktop.core.variants import is_mmproj
+        from kaihe_desktop.core.fit.quants import quant_from_filename
+        from kaihe_desktop.core.hub.variants import is_mmproj
 
         try:
             info = scan_cache_dir(cache_dir)
@@ -562,7 +562,7 @@ class Library:
         )
 
     def _ensure_not_downloading(self, entry: LibraryEntry) -> None:
-        from kaihe_desktop.core.download_lock import ensure_not_downloading, locks_dir
+        from kaihe_desktop.core.downloads.lock import ensure_not_downloading, locks_dir
 
         if entry.source == "hub":  # a download's partial files are named by their LFS sha256
             keys = [sha for sha in entry.file_sha256 if sha]

@@ -20,8 +20,8 @@ from PySide6.QtWidgets import (
 )
 
 from kaihe_desktop.core.library import LibraryEntry
-from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.tiers import TierInfo
+from kaihe_desktop.core.machine.spec import Machine
+from kaihe_desktop.core.machine.tiers import TierInfo
 from kaihe_desktop.core.units import format_bytes
 from kaihe_desktop.qt.workers import submit
 

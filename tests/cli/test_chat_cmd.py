@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from kaihe_desktop.cli.main import main
-from kaihe_desktop.core.history import HistoryStore
+from kaihe_desktop.core.chat.history import HistoryStore
 from kaihe_desktop.core.paths import history_db
 from tests.helpers.tiny_gguf import write_tiny_model
 

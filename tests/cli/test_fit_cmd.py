@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from kaihe_desktop.core.gguf_meta import read_local
-from kaihe_desktop.core.profiles import profiles_dir
+from kaihe_desktop.core.gguf.meta import read_local
+from kaihe_desktop.core.machine.profiles import profiles_dir
 from tests.helpers.hub_server import HubServer
 from tests.helpers.model_fixtures import TINY_LLAMA
 from tests.helpers.tiny_gguf import write_tiny_model

@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from kaihe_desktop.cli.main import main
-from kaihe_desktop.core.llama_build import extra_buffers_usable
-from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.profiles import shipped_profiles
-from kaihe_desktop.core.tiers import Tier
+from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
+from kaihe_desktop.core.machine.profiles import shipped_profiles
+from kaihe_desktop.core.machine.spec import Machine
+from kaihe_desktop.core.machine.tiers import Tier
 
 EXPECTED_TIERS = {
     "netbook-4gb": "minimal",
@@ -62,7 +62,7 @@ def test_hardware_json_on_this_machine() -> None:
     assert data["ram"]["bandwidth_gbps"] > 0
     assert data["name"] == ""
     # The tier follows from the machine's own numbers by the documented rule.
-    from kaihe_desktop.core.tiers import tier_for
+    from kaihe_desktop.core.machine.tiers import tier_for
 
     assert data["tier"] == tier_for(Machine.from_dict(data)).tier.value
 
@@ -187,7 +187,7 @@ def test_an_unwritable_save_path_is_one_clear_error(tmp_path: Path) -> None:
 def test_remeasure_measures_the_ram_bandwidth_again(kaihe_home: Path) -> None:
     cache = kaihe_home / "cache" / "ram_bandwidth.json"
     cache.parent.mkdir(parents=True)
-    from kaihe_desktop.core.bandwidth import machine_key
+    from kaihe_desktop.core.machine.bandwidth import machine_key
 
     cache.write_text(json.dumps({"entries": {machine_key(): {"gbps": 4242.0}}}))
     assert json.loads(kaihe("hardware", "--json").stdout)["ram"]["bandwidth_gbps"] == 4242.0

@@ -11,9 +11,9 @@ import pytest
 from huggingface_hub import hf_hub_download
 
 from kaihe_desktop.cli.main import main
-from kaihe_desktop.core.download_queue import DownloadQueue
-from kaihe_desktop.core.downloads import Downloader
-from kaihe_desktop.core.variants import Variant
+from kaihe_desktop.core.downloads.fetch import Downloader
+from kaihe_desktop.core.downloads.queue import DownloadQueue
+from kaihe_desktop.core.hub.variants import Variant
 from tests.helpers.full_disk import fill_the_disk, stray_temp_files
 from tests.helpers.hub_server import HubServer
 from tests.helpers.tiny_gguf import write_corrupt_gguf, write_tiny_model
@@ -107,8 +107,8 @@ def test_rm_discards_an_interrupted_download(
     kaihe_home: Path, hub: HubServer, tiny: Path, capsys: pytest.CaptureFixture[str], keys_in_queue: bool
 ) -> None:
     hub.add_repo("kaihe-models/paused-GGUF", {tiny.name: tiny})
-    from kaihe_desktop.core.download_queue import resolve_variant
-    from kaihe_desktop.core.downloads import partial_key
+    from kaihe_desktop.core.downloads.fetch import partial_key
+    from kaihe_desktop.core.downloads.queue import resolve_variant
 
     variant: Variant = resolve_variant("kaihe-models/paused-GGUF", "Q8_0")
     downloader = Downloader()
@@ -246,7 +246,7 @@ def test_rm_refuses_to_discard_a_running_download(
 def test_rm_of_a_listed_model_refuses_while_its_files_download(
     kaihe_home: Path, hub: HubServer, tiny: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from kaihe_desktop.core.download_queue import resolve_variant
+    from kaihe_desktop.core.downloads.queue import resolve_variant
     from kaihe_desktop.core.library import Library
 
     repo = "kaihe-models/relisted-GGUF"

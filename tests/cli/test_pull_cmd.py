@@ -41,7 +41,7 @@ def tiny_repo(hub: HubServer, tiny_pair: dict[str, Path]) -> str:
 @pytest.fixture
 def small_machine(tmp_path: Path) -> Path:
     """A profile with 200 MB available: the 253 MB starter model cannot fit."""
-    from kaihe_desktop.core.profiles import shipped_profiles
+    from kaihe_desktop.core.machine.profiles import shipped_profiles
 
     data = json.loads(shipped_profiles()["netbook-4gb"].read_text())
     data["ram"].update(
@@ -309,7 +309,7 @@ def _refusal(err: str) -> str:
 def test_a_second_pull_of_a_running_download_is_refused(
     tmp_path: Path, tiny_repo: str, hub: HubServer
 ) -> None:
-    from kaihe_desktop.core.download_io import sha256_file
+    from kaihe_desktop.core.downloads.part_io import sha256_file
 
     home = tmp_path / "home"
     size = hub.repo(tiny_repo).files["tiny-F16.gguf"].size  # type: ignore[union-attr]

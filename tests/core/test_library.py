@@ -16,7 +16,7 @@ import pytest
 from huggingface_hub import hf_hub_download
 
 from kaihe_desktop.core import json_store
-from kaihe_desktop.core.downloads import Downloader
+from kaihe_desktop.core.downloads.fetch import Downloader
 from kaihe_desktop.core.errors import (
     CorruptGGUFError,
     DiskFullError,
@@ -26,8 +26,8 @@ from kaihe_desktop.core.errors import (
     NotGGUFError,
     TruncatedGGUFError,
 )
+from kaihe_desktop.core.hub.variants import RepoFile, Variant
 from kaihe_desktop.core.library import Library
-from kaihe_desktop.core.variants import RepoFile, Variant
 from tests.helpers.full_disk import fill_the_disk, stray_temp_files
 from tests.helpers.hub_server import HubServer
 from tests.helpers.tiny_gguf import (

@@ -5,7 +5,7 @@ than anything a test can write to disk. Each builder takes the quant, so one mod
 
 from __future__ import annotations
 
-from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.gguf.model_meta import ModelMeta
 
 GB = 10**9
 

@@ -1,6 +1,6 @@
 """Load a GGUF with the real llama.cpp in a fresh process and report what it allocated and what it cost.
 
-The fit estimator's ground truth, shared by tests/core/test_fit.py and benchmarks/fit_accuracy.py.
+The fit estimator's ground truth, shared by tests/core/fit/test_estimate.py and benchmarks/fit_accuracy.py.
 
 Each load runs in its own Python process (so nothing from an earlier load is resident), with llama.cpp's log
 (stderr, verbose=True) captured and parsed for every buffer it prints:
@@ -52,7 +52,7 @@ import psutil
 import llama_cpp
 from llama_cpp import Llama
 from kaihe_desktop.core.engine.worker import model_params_patched
-from kaihe_desktop.core.llama_build import extra_buffers_usable
+from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
 
 extra_buffers = extra_buffers_usable()
 proc = psutil.Process()

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
-from kaihe_desktop.core.model_meta import ModelMeta, TensorInfo
+from kaihe_desktop.core.gguf.model_meta import ModelMeta, TensorInfo
 
 
 def _nbytes(ggml_type: str, n: int) -> int:

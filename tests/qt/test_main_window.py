@@ -8,7 +8,7 @@ from pytestqt.qtbot import QtBot
 
 from kaihe_desktop.app import library_entries, machine_summary
 from kaihe_desktop.core.library import Library
-from kaihe_desktop.core.profiles import shipped_profiles
+from kaihe_desktop.core.machine.profiles import shipped_profiles
 from kaihe_desktop.qt.main_window import MainWindow
 
 

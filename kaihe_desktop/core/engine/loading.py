@@ -1,6 +1,6 @@
 """From a model file to load options: the fit planner's choice, the user's overrides, and the refusal.
 
-The planner (core/fit.py) decides placement, GPU layers, context, flash attention and KV type from the
+The planner (core/fit/plan.py) decides placement, GPU layers, context, flash attention and KV type from the
 GGUF header and the machine; the user may override each. A plan whose placement is "none" (does not
 fit) is refused with the headroom warning unless the caller forces it.
 """
@@ -11,15 +11,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kaihe_desktop.core.advice import warnings as advice_warnings
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient
 from kaihe_desktop.core.errors import DoesNotFitError, ModelFileError, ModelLoadError
-from kaihe_desktop.core.fit import Plan
-from kaihe_desktop.core.fit import plan as fit_plan
-from kaihe_desktop.core.gguf_meta import read_local
-from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.model_meta import ModelMeta
+from kaihe_desktop.core.fit.advice import warnings as advice_warnings
+from kaihe_desktop.core.fit.plan import Plan
+from kaihe_desktop.core.fit.plan import plan as fit_plan
+from kaihe_desktop.core.gguf.meta import read_local
+from kaihe_desktop.core.gguf.model_meta import ModelMeta
+from kaihe_desktop.core.machine.spec import Machine
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from kaihe_desktop.core.engine import protocol as p
-from kaihe_desktop.core.llama_build import extra_buffers_usable
+from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
 
 # How much of the whole load the model file is; the rest is creating the context (KV cache).
 _MODEL_SHARE = 0.9
@@ -282,7 +282,7 @@ class _InertChatFormatter:
     Llama() compiles every `tokenizer.chat_template*` of the GGUF at load, whatever chat_format is asked for,
     in a sandbox that does not guard operators: Jinja folds constants while compiling, so a template holding
     `{{ 'a' * 300000000 }}` costs seconds and a gigabyte before a single token. KAIHE renders templates in
-    its own hardened sandbox in the parent (core/template_sandbox.py) and never calls create_chat_completion,
+    its own hardened sandbox in the parent (core/chat/sandbox.py) and never calls create_chat_completion,
     so the engine compiles nothing.
     """
 

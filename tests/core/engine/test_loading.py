@@ -10,9 +10,9 @@ import pytest
 from kaihe_desktop.core.engine.client import EngineClient
 from kaihe_desktop.core.engine.loading import LoadOverrides, decide, load_model, read_meta
 from kaihe_desktop.core.errors import DoesNotFitError, ModelLoadError
-from kaihe_desktop.core.fit import plan
-from kaihe_desktop.core.machine import Machine
-from kaihe_desktop.core.profiles import resolve_profile
+from kaihe_desktop.core.fit.plan import plan
+from kaihe_desktop.core.machine.profiles import resolve_profile
+from kaihe_desktop.core.machine.spec import Machine
 
 MiB = 1024 * 1024
 

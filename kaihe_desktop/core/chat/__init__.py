@@ -1,0 +1,1 @@
+"""Chat sessions: templates in a bounded sandbox, reasoning split, the SQLite history."""

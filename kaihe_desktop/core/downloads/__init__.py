@@ -1,0 +1,1 @@
+"""Resumable, locked, verified downloads of a variant and the queue that survives a restart."""

@@ -1,0 +1,1 @@
+"""What fits: llama.cpp's buffers estimated, placement and context planned, speed, quant picks, advice."""

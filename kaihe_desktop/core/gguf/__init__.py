@@ -1,0 +1,1 @@
+"""GGUF headers, read locally or over HTTP Range from the Hub, never the weights."""

@@ -1,0 +1,1 @@
+"""The Hugging Face Hub: listings, catalog, licences, variants, recommendations, errors and retries."""

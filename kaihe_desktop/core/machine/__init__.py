@@ -1,0 +1,1 @@
+"""What this computer is: RAM, CPU, GPUs, bandwidth, the llama.cpp build, tiers and saved profiles."""
