@@ -1,43 +1,79 @@
-"""Composition root of the GUI: builds the core services and hands them to the Qt layer."""
+"""Composition root of the GUI: Services (Qt-free) → QApplication → MainWindow with its pages. No logic.
+
+Each page gets only what it uses: the machine page its controller, the models page the library's.
+Adding a page is one `window.add_page(...)` line in `create_window`.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from kaihe_desktop.core.library import LibraryEntry
-from kaihe_desktop.core.machine.probe import probe
-from kaihe_desktop.core.machine.spec import Machine
-from kaihe_desktop.core.machine.tiers import tier_for
+from PySide6.QtWidgets import QApplication
 
-if TYPE_CHECKING:
-    from kaihe_desktop.qt.main_window import MachineSummary
-
-
-def machine_summary(profile: Path | None = None) -> MachineSummary:
-    """Runs on a worker thread: the probe reads /proc, sysfs, NVML and measures RAM bandwidth."""
-    from kaihe_desktop.qt.main_window import MachineSummary
-
-    machine = Machine.load(profile) if profile else probe()
-    return MachineSummary(machine=machine, tier=tier_for(machine))
+from kaihe_desktop.qt import workers
+from kaihe_desktop.qt.controllers.library import LibraryController
+from kaihe_desktop.qt.controllers.machine import MachineController
+from kaihe_desktop.qt.controllers.status import StatusController
+from kaihe_desktop.qt.errors import ErrorPresenter
+from kaihe_desktop.qt.main_window import MainWindow
+from kaihe_desktop.qt.views.machine import MachineView
+from kaihe_desktop.qt.views.models import ModelsView
+from kaihe_desktop.services import Services, versions
 
 
-def library_entries() -> tuple[LibraryEntry, ...]:
-    from kaihe_desktop.core.library import Library
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="kaihe-desktop", description="The KAIHE Desktop window.")
+    parser.add_argument("--profile", help="act as a saved machine (a shipped profile name or a profile file)")
+    args, _qt_args = parser.parse_known_args(list(argv)[1:])
+    return args
 
-    return Library().entries()
+
+def application(argv: Sequence[str]) -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    app = QApplication(list(argv))
+    app.setApplicationName("KAIHE Desktop")
+    app.setOrganizationName("KAIHE")
+    app.setDesktopFileName("kaihe-desktop")
+    return app
+
+
+def create_window(argv: Sequence[str] | None = None, *, services: Services | None = None) -> MainWindow:
+    """The QApplication (made if none) and the main window with its first reads started; no event loop."""
+    args_list = list(sys.argv if argv is None else argv) or ["kaihe-desktop"]
+    application(args_list)
+    if services is None:
+        services = Services.create(profile=parse_args(args_list).profile)
+
+    errors = ErrorPresenter()
+    machine = MachineController(services.machine_summary, errors)
+    library = LibraryController(services.library, errors)
+    status = StatusController(services.status_snapshot)
+    window = MainWindow(
+        errors=errors, status=status, machine=machine, settings=services.settings, versions=versions
+    )
+    for controller in (errors, machine, library, status):
+        controller.setParent(window)
+
+    window.add_page("models", "My models", ModelsView(library))
+    window.add_page("machine", "This machine", MachineView(machine))
+
+    window.show_page("machine")
+    window.restore_state()
+    window.page_changed.connect(lambda key: library.refresh() if key == "models" else None)
+    library.refresh()
+    window.start()
+    return window
 
 
 def run(argv: Sequence[str] | None = None) -> int:
-    from PySide6.QtWidgets import QApplication
-
-    from kaihe_desktop.qt.main_window import MainWindow
-
-    args = list(sys.argv if argv is None else argv)
-    app = QApplication.instance() or QApplication(args)
-    window = MainWindow(load_machine=machine_summary, load_library=library_entries)
+    window = create_window(argv)
     window.show()
-    window.refresh()
-    return int(app.exec())
+    app = QApplication.instance()
+    assert app is not None
+    code = int(app.exec())
+    workers.await_all()
+    return code

@@ -1,0 +1,1 @@
+"""QObjects that are the only callers of the core, always through workers."""

@@ -1,0 +1,1 @@
+"""Dialogs: about (settings, guardrail and confirm-delete come later)."""

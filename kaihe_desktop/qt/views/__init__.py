@@ -1,0 +1,1 @@
+"""Widgets only: each view gets its controllers and models in its constructor."""
