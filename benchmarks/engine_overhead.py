@@ -22,7 +22,7 @@ from kaihe_desktop.cli.common import render_table
 from kaihe_desktop.core import paths
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient
-from kaihe_desktop.core.engine.worker import model_params_patched
+from kaihe_desktop.core.engine.worker import llama_kwargs, model_params_patched
 from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
 
 PROMPT = "{n}. The sea was calm that morning, and the fishermen"
@@ -95,16 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     extra = extra_buffers_usable()
     with model_params_patched(llama_cpp, on_progress=None, extra_buffers=extra):
-        llm = llama_cpp.Llama(
-            model_path=str(args.model),
-            n_ctx=args.ctx,
-            n_threads=args.threads,
-            n_threads_batch=args.threads,
-            n_batch=min(512, args.ctx),
-            type_k=p.KV_TYPES["f16"],
-            type_v=p.KV_TYPES["f16"],
-            verbose=False,
-        )
+        llm = llama_cpp.Llama(**llama_kwargs(options))  # exactly what the engine passes
     engine = EngineClient()
     engine.load(options)
 

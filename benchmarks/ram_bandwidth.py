@@ -21,7 +21,7 @@ from kaihe_desktop.core.machine.bandwidth import (
     measure_copy_bandwidth,
     ram_bandwidth_gbps,
 )
-from kaihe_desktop.core.machine.probe import cpu_brand, cpuinfo_dict
+from kaihe_desktop.core.machine.cpu import cpu_brand, cpuinfo_dict
 
 MIB = 2**20
 

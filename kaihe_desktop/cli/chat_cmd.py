@@ -26,6 +26,7 @@ from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient, describe_exit
 from kaihe_desktop.core.engine.loading import LoadOverrides, load_model, read_meta
 from kaihe_desktop.core.errors import EngineCrashedError, ModelNotFoundError
+from kaihe_desktop.core.fit.kv_types import KV_TYPE_NAMES
 from kaihe_desktop.core.names import check_path_text
 
 _DEFAULTS = SamplingSettings()
@@ -60,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--gpu-layers", type=int, metavar="N", help="layers to offload (default: planned)")
     parser.add_argument("--threads", type=int, metavar="N", help="CPU threads (default: physical cores)")
     parser.add_argument("--flash-attn", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--kv-type", choices=sorted(p.KV_TYPES), help="KV cache type (default: planned)")
+    parser.add_argument("--kv-type", choices=KV_TYPE_NAMES, help="KV cache type (default: planned)")
     parser.add_argument(
         "--no-mmap", action="store_true", help="read the model into memory instead of mapping it"
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from kaihe_desktop import __version__
 from kaihe_desktop.cli.common import fail
+from kaihe_desktop.cli.format import error_text
 from kaihe_desktop.core.errors import KaiheError
 from kaihe_desktop.core.json_store import DISK_FULL_ERRNOS, StoreNotice, set_notice_listener
 
@@ -65,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
         return code
     except KaiheError as exc:
-        return fail(str(exc))
+        return fail(error_text(exc))  # a reason (code and numbers) in the CLI's words, with its flags
     except KeyboardInterrupt:
         return fail("interrupted", code=130)
     except BrokenPipeError:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from kaihe_desktop.cli.common import add_json_arg, emit_json, human_bytes, render_table
-from kaihe_desktop.core.downloads.queue import DownloadQueue
-from kaihe_desktop.core.errors import KaiheError, ModelNotFoundError
+from kaihe_desktop.core.downloads.fetch import Downloader
+from kaihe_desktop.core.downloads.pull import remove
+from kaihe_desktop.core.downloads.queue import DiscardResult, DownloadQueue
+from kaihe_desktop.core.errors import KaiheError
 from kaihe_desktop.core.library import Library
 
 
@@ -98,40 +100,32 @@ def run_models(args: argparse.Namespace) -> int:
 
 
 def run_rm(args: argparse.Namespace) -> int:
-    library = Library()
-    try:
-        plan = library.plan_delete(args.model)
-    except ModelNotFoundError:
-        discarded = _discard_download(args.model)
-        if discarded is None:
-            raise
-        key, freed = discarded
+    removed = remove(args.model, library=Library(), queue=DownloadQueue(), downloader=Downloader())
+    if isinstance(removed, DiscardResult):
         if args.json:
-            emit_json({"name": key, "freed_bytes": freed, "deleted_files": [], "kept_files": []})
+            emit_json(
+                {
+                    "name": removed.key,
+                    "freed_bytes": removed.freed_bytes,
+                    "deleted_files": [],
+                    "kept_files": [],
+                }
+            )
         else:
-            print(f"discarded the interrupted download of {key}: freed {human_bytes(freed)}")
+            freed = human_bytes(removed.freed_bytes)
+            print(f"discarded the interrupted download of {removed.key}: freed {freed}")
         return 0
-    result = library.execute(plan)
     if args.json:
         emit_json(
             {
-                "name": result.name,
-                "freed_bytes": result.freed_bytes,
-                "deleted_files": [str(p) for p in result.deleted_files],
-                "kept_files": [str(p) for p in result.kept_files],
+                "name": removed.name,
+                "freed_bytes": removed.freed_bytes,
+                "deleted_files": [str(p) for p in removed.deleted_files],
+                "kept_files": [str(p) for p in removed.kept_files],
             }
         )
         return 0
-    print(f"removed {result.name}: freed {human_bytes(result.freed_bytes)}")
-    for kept in result.kept_files:
+    print(f"removed {removed.name}: freed {human_bytes(removed.freed_bytes)}")
+    for kept in removed.kept_files:
         print(f"  kept {kept} (not owned by the library)")
     return 0
-
-
-def _discard_download(key: str) -> tuple[str, int] | None:
-    """An interrupted download named REPO:QUANT: delete its partial files and forget it (the core refuses
-    while a process is downloading it)."""
-    from kaihe_desktop.core.downloads.fetch import Downloader
-
-    discarded = DownloadQueue().discard(key, downloader=Downloader())
-    return None if discarded is None else (discarded.key, discarded.freed_bytes)

@@ -5,9 +5,17 @@ Every message names what went wrong and, where there is one, the file or repo it
 
 from __future__ import annotations
 
+from kaihe_desktop.core.reasons import ContextOverflow, CopyNeedsSpace, DoesNotFit, Reason
+
 
 class KaiheError(Exception):
-    """Base of every error the core raises on purpose."""
+    """Base of every error the core raises on purpose.
+
+    ``reason``, where set, is the refusal as data (a code and its numbers) for a front end to word its own
+    way; ``str(exc)`` is then a plain sentence that names no front end's flags or commands.
+    """
+
+    reason: Reason | None = None
 
 
 # --- model files -------------------------------------------------------------------------------
@@ -76,12 +84,30 @@ class HubRequestCancelled(KaiheError):
 class DoesNotFitError(KaiheError):
     """A model does not fit this machine with the safety margin."""
 
+    def __init__(self, message: str, *, reason: DoesNotFit | None = None) -> None:
+        super().__init__(message)
+        self.reason: DoesNotFit | None = reason
+
+
+class UnknownKVCacheTypeError(KaiheError, ValueError):
+    """A KV cache type llama.cpp does not take (core/fit/kv_types.py lists those it does)."""
+
+    def __init__(self, message: str, *, name: str, choices: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.name = name
+        self.choices = choices
+
 
 # --- downloads and library ------------------------------------------------------------------------
 
 
 class DownloadError(KaiheError):
     """A download failed after its retries."""
+
+
+class HubBusyError(HubError, DownloadError):
+    """The Hub kept answering 429/5xx, or kept dropping the connection, through every retry: the same
+    error whether a listing, a header read or a download gave up (a DownloadError too, for the queue)."""
 
 
 class DownloadCancelled(DownloadError):
@@ -102,6 +128,10 @@ class ChecksumMismatchError(DownloadError):
 
 class DiskFullError(DownloadError):
     """Not enough free disk space for the download."""
+
+    def __init__(self, message: str, *, reason: CopyNeedsSpace | None = None) -> None:
+        super().__init__(message)
+        self.reason: CopyNeedsSpace | None = reason
 
 
 class UnsafeFilenameError(KaiheError):
@@ -153,3 +183,7 @@ class HistoryError(KaiheError):
 
 class ContextOverflowError(EngineError):
     """A new message cannot fit the context window, even after dropping every older turn."""
+
+    def __init__(self, message: str, *, reason: ContextOverflow) -> None:
+        super().__init__(message)
+        self.reason: ContextOverflow = reason

@@ -9,24 +9,34 @@ says which files go and how many bytes that frees; only files the library owns a
 from __future__ import annotations
 
 import contextlib
+import filecmp
 import os
 import shutil
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import psutil
 from filelock import FileLock
+from huggingface_hub import scan_cache_dir
+from huggingface_hub.errors import CacheNotFound
 
 from kaihe_desktop.core import json_store, paths
+from kaihe_desktop.core.downloads.lock import ensure_not_downloading, locks_dir
+from kaihe_desktop.core.downloads.part_io import sha256_file
 from kaihe_desktop.core.errors import (
     DiskFullError,
     KaiheError,
     LibraryError,
     ModelNotFoundError,
 )
+from kaihe_desktop.core.fit.quants import quant_from_filename
+from kaihe_desktop.core.gguf.meta import read_local, split_shard_names
 from kaihe_desktop.core.gguf.model_meta import ModelMeta
+from kaihe_desktop.core.hub.variants import is_mmproj
 from kaihe_desktop.core.names import (
     MAX_DISPLAY_NAME_CHARS,
     check_display_name,
@@ -34,6 +44,8 @@ from kaihe_desktop.core.names import (
     control_chars,
     shown,
 )
+from kaihe_desktop.core.reasons import CopyNeedsSpace
+from kaihe_desktop.core.starter import STARTER_REPO_ID, starter_model_path
 from kaihe_desktop.core.units import format_bytes
 
 if TYPE_CHECKING:
@@ -41,7 +53,15 @@ if TYPE_CHECKING:
 
 INDEX_NAME = "library.json"
 INDEX_VERSION = 1
-SOURCES = ("hub", "import", "hf-cache", "starter")
+
+
+class LibrarySource(StrEnum):
+    """Where an entry came from; library.json stores the value (the strings it has always held)."""
+
+    HUB = "hub"  # downloaded and verified by kaihe
+    IMPORT = "import"  # a local .gguf the user imported (referenced, or copied in)
+    HF_CACHE = "hf-cache"  # found in the Hugging Face cache, referenced in place
+    STARTER = "starter"  # the bundled starter model
 
 
 COPY_RESERVE_BYTES = 64 * 1024 * 1024  # an import never fills the disk to the last byte
@@ -60,8 +80,6 @@ def _name_from_file(stem: str) -> str:
 
 def _sweep_stale_copies(folder: Path) -> None:
     """Remove temporary copies left by imports that were killed (their process is gone)."""
-    import psutil
-
     for tmp in folder.glob(f".*{COPY_TEMP_SUFFIX}"):
         pid_text = tmp.name[: -len(COPY_TEMP_SUFFIX)].rpartition(".")[2]
         if pid_text.isdigit() and not psutil.pid_exists(int(pid_text)):
@@ -84,8 +102,6 @@ def _is_partial_copy(target: Path, *, of: Path) -> bool:
 
 
 def _same_contents(a: Path, b: Path) -> bool:
-    import filecmp
-
     return filecmp.cmp(a, b, shallow=False)
 
 
@@ -107,7 +123,7 @@ class LibraryEntry:
     files: tuple[Path, ...]
     size_bytes: int
     sha256: str | None  # of the model file (first shard)
-    source: str  # one of SOURCES
+    source: LibrarySource
     owned: bool  # the files live in the library's models folder and go when the entry is deleted
     added_at: str
     last_used: str | None = None
@@ -117,6 +133,7 @@ class LibraryEntry:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["source"] = str(self.source)
         data["path"] = str(self.path)
         data["files"] = [str(p) for p in self.files]
         data["mmproj"] = str(self.mmproj) if self.mmproj else None
@@ -134,7 +151,7 @@ class LibraryEntry:
             files=tuple(Path(p) for p in data.get("files") or [data["path"]]),
             size_bytes=int(data.get("size_bytes", 0)),
             sha256=data.get("sha256"),
-            source=str(data.get("source", "import")),
+            source=LibrarySource(data.get("source") or LibrarySource.IMPORT),
             owned=bool(data.get("owned", False)),
             added_at=str(data.get("added_at", "")),
             last_used=data.get("last_used"),
@@ -157,7 +174,7 @@ class LibraryEntry:
             "path": str(self.path),
             "size_bytes": self.size_bytes,
             "sha256": self.sha256,
-            "source": self.source,
+            "source": str(self.source),
             "added_at": self.added_at,
             "last_used": self.last_used,
             "present": self.present,
@@ -196,6 +213,7 @@ class DeleteResult:
 
 
 _TEXT_FIELDS = ("name", "path")
+_SOURCE_VALUES = tuple(str(s) for s in LibrarySource)
 _OPTIONAL_TEXT_FIELDS = ("repo_id", "quant", "variant", "sha256", "source", "added_at", "last_used")
 
 
@@ -217,6 +235,10 @@ def _parse_index(data: Any) -> list[LibraryEntry]:
         for key in _OPTIONAL_TEXT_FIELDS:
             if item.get(key) is not None and not isinstance(item[key], str):
                 raise bad(f"model {n + 1}'s {key!r} is not text")
+        if item.get("source") and item["source"] not in _SOURCE_VALUES:
+            raise bad(
+                f"model {n + 1}'s 'source' is {item['source']!r}, not one of {', '.join(_SOURCE_VALUES)}"
+            )
         files = item.get("files")
         if files is not None and (not isinstance(files, list) or not all(isinstance(f, str) for f in files)):
             raise bad(f"model {n + 1}'s 'files' is not a list of paths")
@@ -341,7 +363,7 @@ class Library:
             files=files,
             size_bytes=sum(f.size_bytes for f in result.files),
             sha256=result.files[0].sha256,
-            source="hub",
+            source=LibrarySource.HUB,
             owned=True,
             added_at=_now(),
             revision=result.revision,
@@ -360,7 +382,7 @@ class Library:
         name: str | None = None,
         copy: bool = False,
         reader: Callable[[Path], ModelMeta] | None = None,
-        source: str = "import",
+        source: LibrarySource = LibrarySource.IMPORT,
         repo_id: str | None = None,
         copier: Callable[[Path, Path], object] | None = None,
     ) -> LibraryEntry:
@@ -369,22 +391,16 @@ class Library:
         A copy goes to a temporary name and is renamed when complete, so a failed or killed copy never
         leaves a file that blocks the next import.
         """
-        from kaihe_desktop.core.downloads.part_io import sha256_file
-
         path = check_path_text(path, what="file path").expanduser()
         if name is not None:
             name = check_display_name(name)
         if path.suffix.lower() != ".gguf":
             raise LibraryError(f"{path} is not a .gguf file")
         if reader is None:
-            from kaihe_desktop.core.gguf.meta import read_local
-
             reader = read_local
         meta = reader(
             path
         )  # raises NotGGUFError / TruncatedGGUFError / CorruptGGUFError / ModelNotFoundError
-        from kaihe_desktop.core.gguf.meta import split_shard_names
-
         shard_names = split_shard_names(path.name)
         files = [path] if shard_names is None else [path.with_name(s) for s in shard_names]
         owned = False
@@ -445,12 +461,19 @@ class Library:
         needed = sum(f.stat().st_size for f, _ in todo)
         free = shutil.disk_usage(dest_dir).free
         if needed + COPY_RESERVE_BYTES > free:
-            short = needed + COPY_RESERVE_BYTES - free
+            reason = CopyNeedsSpace(
+                file_name=files[0].name,
+                dest_dir=dest_dir,
+                needed_bytes=needed,
+                reserve_bytes=COPY_RESERVE_BYTES,
+                free_bytes=free,
+            )
             raise DiskFullError(
                 f"not enough disk space to copy {files[0].name} into {dest_dir}: "
                 f"needs {format_bytes(needed)} "
                 f"(+{format_bytes(COPY_RESERVE_BYTES)} reserve), {format_bytes(free)} free; "
-                f"free at least {format_bytes(short)} there, or import without --copy"
+                f"free at least {format_bytes(reason.shortfall_bytes)} there",
+                reason=reason,
             )
         made: list[Path] = []
         source = files[0]
@@ -475,20 +498,12 @@ class Library:
 
     def import_starter(self, *, dest_dir: Path | None = None) -> LibraryEntry:
         """The starter model (a pip package) assembled into the models folder and listed."""
-        from kaihe_desktop.core.starter import STARTER_REPO_ID, starter_model_path
-
         model = starter_model_path(dest_dir or self.models_dir / "starter")
-        entry = self.import_file(model, name="starter", source="starter", repo_id=STARTER_REPO_ID)
+        entry = self.import_file(model, name="starter", source=LibrarySource.STARTER, repo_id=STARTER_REPO_ID)
         return self._upsert(replace(entry, owned=True), same=lambda e: e.name == entry.name)
 
     def discover_hf_cache(self, *, cache_dir: Path | str | None = None) -> tuple[CachedGGUF, ...]:
         """GGUF files already in the Hugging Face cache (huggingface_hub.scan_cache_dir), not yet listed."""
-        from huggingface_hub import scan_cache_dir
-        from huggingface_hub.errors import CacheNotFound
-
-        from kaihe_desktop.core.fit.quants import quant_from_filename
-        from kaihe_desktop.core.hub.variants import is_mmproj
-
         try:
             info = scan_cache_dir(cache_dir)
         except CacheNotFound:
@@ -523,7 +538,7 @@ class Library:
         entry = self.import_file(
             cached.path,
             name=f"{cached.repo_id.split('/')[-1]}:{cached.quant or Path(cached.repo_path).stem}",
-            source="hf-cache",
+            source=LibrarySource.HF_CACHE,
             repo_id=cached.repo_id,
         )
         return self._upsert(
@@ -562,9 +577,7 @@ class Library:
         )
 
     def _ensure_not_downloading(self, entry: LibraryEntry) -> None:
-        from kaihe_desktop.core.downloads.lock import ensure_not_downloading, locks_dir
-
-        if entry.source == "hub":  # a download's partial files are named by their LFS sha256
+        if entry.source == LibrarySource.HUB:  # a download's partial files are named by their LFS sha256
             keys = [sha for sha in entry.file_sha256 if sha]
             ensure_not_downloading(locks_dir(self.models_dir), keys, what=entry.name)
 
@@ -602,4 +615,5 @@ __all__ = [
     "KaiheError",
     "Library",
     "LibraryEntry",
+    "LibrarySource",
 ]

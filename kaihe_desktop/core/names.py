@@ -11,6 +11,9 @@ import os
 import unicodedata
 from pathlib import Path
 
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
+
 from kaihe_desktop.core.errors import InvalidNameError
 
 MAX_COMPONENT_BYTES = 255  # NAME_MAX on Linux, macOS and Windows file systems
@@ -69,9 +72,6 @@ def check_path_text(text: str | os.PathLike[str], *, what: str = "path") -> Path
 
 def check_repo_id(repo_id: str) -> str:
     """``repo_id`` if the Hub would accept it as OWNER/NAME; otherwise InvalidNameError naming the rule."""
-    from huggingface_hub.errors import HFValidationError
-    from huggingface_hub.utils import validate_repo_id
-
     text = repo_id.strip()
     bad = control_chars(text)
     if bad:

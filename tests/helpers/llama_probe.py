@@ -51,7 +51,8 @@ sys.path.insert(0, args["root"])
 import psutil
 import llama_cpp
 from llama_cpp import Llama
-from kaihe_desktop.core.engine.worker import model_params_patched
+from kaihe_desktop.core.engine.protocol import LoadOptions
+from kaihe_desktop.core.engine.worker import llama_kwargs, model_params_patched
 from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
 
 extra_buffers = extra_buffers_usable()
@@ -63,9 +64,9 @@ kwargs = dict(
 )
 if args["n_threads"]:
     kwargs["n_threads"] = args["n_threads"]
-if args["kv_type"] != "f16":
-    code = {"q8_0": llama_cpp.GGML_TYPE_Q8_0, "q4_0": llama_cpp.GGML_TYPE_Q4_0}
-    kwargs["type_k"] = kwargs["type_v"] = code[args["kv_type"]]
+# the KV type as the engine passes it: core.engine.worker.llama_kwargs, from the one KV type table
+kv = llama_kwargs(LoadOptions(path=args["path"], n_ctx=args["n_ctx"], kv_type=args["kv_type"]))
+kwargs["type_k"], kwargs["type_v"] = kv["type_k"], kv["type_v"]
 started = time.perf_counter()
 with model_params_patched(llama_cpp, on_progress=None, extra_buffers=extra_buffers):  # as the engine loads
     llm = Llama(**kwargs)

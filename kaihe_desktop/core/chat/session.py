@@ -4,7 +4,8 @@ The prompt is rendered here, in the app's process (a malicious template never re
 sent to the engine as plain text. Before each turn the whole prompt is counted with the model's own
 tokenizer; when it would not leave room for the reply, the oldest turns are dropped (the system prompt
 stays) and the reply says so in its notices. A new message is never cut: if it cannot fit on its own,
-ContextOverflowError says so before anything is sent.
+ContextOverflowError says so before anything is sent (its ``reason``, a reasons.ContextOverflow, holds the
+token counts for each front end to word, with its own way to load a larger context).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from kaihe_desktop.core.chat.templates import ChatFormat, ChatMessage
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient, GenerationResult
 from kaihe_desktop.core.errors import ContextOverflowError, EngineCrashedError, EngineError, KaiheError
+from kaihe_desktop.core.reasons import ContextOverflow
 
 SamplingSettings = p.SamplingSettings
 
@@ -144,8 +146,13 @@ class ChatSession:
             if not turns:
                 raise ContextOverflowError(
                     f"the message does not fit the context: with the system prompt it is {count} tokens, "
-                    f"and {reserve} more are kept for the reply, but the context holds {n_ctx} tokens; "
-                    "shorten the message or load the model with a larger context (--ctx)"
+                    f"and {reserve} more are kept for the reply, but the context holds {n_ctx} tokens",
+                    reason=ContextOverflow(
+                        prompt_tokens=count,
+                        reply_reserve_tokens=reserve,
+                        context_tokens=n_ctx,
+                        trained_context_tokens=loaded.n_ctx_train,
+                    ),
                 )
             step = 2 if len(turns) >= 2 and turns[0].role == "user" and turns[1].role == "assistant" else 1
             turns = turns[step:]
@@ -193,7 +200,7 @@ class ChatSession:
             partial_reply = "".join(answer)
             self._turns.append(ChatMessage("assistant", partial_reply))
             if writer is not None:
-                reason = p.STOP_CRASH if isinstance(exc, EngineCrashedError) else "error"
+                reason = str(p.StopReason.CRASHED) if isinstance(exc, EngineCrashedError) else "error"
                 writer.finish(stats={"stop_reason": reason, "error": str(exc)}, partial=True)
             if isinstance(exc, EngineCrashedError):
                 raise EngineCrashedError(str(exc), partial_text=stream.text, exitcode=exc.exitcode) from exc
@@ -201,7 +208,7 @@ class ChatSession:
         result = stream.result
         assert result is not None
         stats = _stats(result)
-        partial = result.stop_reason == p.STOP_USER
+        partial = result.stop_reason == p.StopReason.STOPPED
         content = "".join(answer)
         self._turns.append(ChatMessage("assistant", content))
         if writer is not None:

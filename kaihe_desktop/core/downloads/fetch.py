@@ -45,14 +45,11 @@ from kaihe_desktop.core.errors import (
     DiskFullError,
     DownloadCancelled,
     DownloadError,
-    GatedRepoError,
-    HubError,
     HubUnreachableError,
-    RepoNotFoundError,
+    KaiheError,
     UnsafeFilenameError,
 )
-from kaihe_desktop.core.hub.http_errors import auth_error_from
-from kaihe_desktop.core.hub.listing import is_offline
+from kaihe_desktop.core.hub.http_errors import gave_up, is_offline, offline_error, translate
 from kaihe_desktop.core.hub.retry import (
     Failure,
     Retrier,
@@ -268,9 +265,7 @@ class Downloader:
         files = variant.all_files
         targets = [self.destination(repo_id, f.path) for f in files]  # refuse bad names before any byte
         if is_offline() and not all(self._complete_on_disk(repo_id, f) for f in files):
-            raise HubUnreachableError(
-                f"cannot download {repo_id}: offline mode is on (HF_HUB_OFFLINE); partial files are kept"
-            )
+            raise HubUnreachableError(f"{offline_error(repo_id)}; partial files are kept")
         with lock or self.lock(repo_id, variant, revision=revision):
             return self._download_locked(
                 repo_id, variant, targets, revision=revision, progress=progress, cancel=cancel
@@ -342,29 +337,18 @@ class Downloader:
                 raise DownloadCancelled(f"{what}: download paused; the partial file is kept for resume")
             try:
                 return self._attempt(repo_id, remote, target, url, revision, meter, index, cancel, what)
-            except (DownloadCancelled, DiskFullError, ChecksumMismatchError, UnsafeFilenameError):
+            except KaiheError:  # cancelled, disk full, checksum, bad name, a size mismatch: said already
                 raise
-            except hf_errors.GatedRepoError as exc:
-                raise self._refused(repo_id, exc) or GatedRepoError(self._gated_message(repo_id)) from exc
-            except hf_errors.RepositoryNotFoundError as exc:
-                raise self._refused(repo_id, exc) or RepoNotFoundError(
-                    f"{repo_id} was not found on the Hub (or it is private)"
-                ) from exc
-            except (hf_errors.EntryNotFoundError, hf_errors.RevisionNotFoundError) as exc:
-                raise RepoNotFoundError(f"{what} was not found on the Hub at revision {revision}") from exc
-            except hf_errors.OfflineModeIsEnabled as exc:
-                raise HubUnreachableError(
-                    f"cannot download {what}: offline mode is on (HF_HUB_OFFLINE)"
-                ) from exc
             except (hf_errors.HfHubHTTPError, httpx2.TransportError, OSError, TimeoutError) as exc:
-                if (refused := self._refused(repo_id, exc)) is not None:  # an invalid token: 401 anywhere
-                    raise refused from exc
                 if isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS:
                     raise DiskFullError(f"the disk filled up while writing {what}; partial kept") from exc
+                failure = failure_of(exc)
+                if isinstance(exc, hf_errors.OfflineModeIsEnabled) or not failure.retryable:
+                    # gone, gated, refused, offline: http_errors says it as listings and header reads do
+                    raise self._translate(exc, repo_id, remote.path, revision) from exc
                 if meter.fetched > fetched_mark:  # the try moved bytes: a flaky link, not a dead one
                     fetched_mark = meter.fetched
                     retrier.progressed()
-                failure = failure_of(exc)
                 wait = retrier.next_wait(failure)
                 if wait is None:
                     raise self._give_up(what, retrier, failure, exc) from exc
@@ -373,22 +357,17 @@ class Downloader:
                         f"{what}: download paused; the partial file is kept for resume"
                     ) from exc
 
-    def _give_up(
-        self, what: str, retrier: Retrier, failure: Failure, exc: BaseException
-    ) -> DownloadError | HubUnreachableError:
-        """The one line a failed download ends with: what failed, how often it was tried, for how long."""
-        over = f"{retrier.elapsed_s:.0f} s"
-        if failure.unreachable:
-            return HubUnreachableError(
-                f"cannot reach the Hub at {self._endpoint()} to download {what} "
-                f"({retrier.attempts} attempts in {over}); the partial file is kept"
-            )
-        if not failure.retryable:
-            return DownloadError(f"downloading {what} failed: {failure.reason}")
-        detail = failure.reason if failure.status is not None else (str(exc).splitlines() or ["?"])[0]
-        return DownloadError(
-            f"downloading {what} failed after {retrier.attempts} attempts: {detail} (for {over}); "
-            "the partial file is kept, try again later"
+    def _give_up(self, what: str, retrier: Retrier, failure: Failure, exc: BaseException) -> KaiheError:
+        """The one line a failed download ends with (http_errors.gave_up, as for header reads): what failed,
+        how often it was tried, for how long; the partial file is kept."""
+        return gave_up(
+            what,
+            retrier,
+            failure,
+            exc,
+            endpoint=self._endpoint(),
+            timeout_s=self.timeout_s,
+            kept="; the partial file is kept",
         )
 
     def _attempt(
@@ -459,19 +438,21 @@ class Downloader:
         os.replace(part, target)
         return DownloadedFile(remote.path, target, size, digest, fetched, resumed_from), commit
 
-    def _refused(self, repo_id: str, exc: BaseException) -> HubError | None:
-        """The token sent is invalid or has no access (hub_errors); None for the other failures."""
-        return auth_error_from(exc, what=repo_id, repo_id=repo_id, token=self.token, endpoint=self.endpoint)
+    def _translate(self, exc: BaseException, repo_id: str, path: str, revision: str) -> KaiheError:
+        """The Hub's refusal in http_errors.translate's words: the same as listings and header reads say."""
+        return translate(
+            exc,
+            what=f"{repo_id}/{path}",
+            repo_id=repo_id,
+            filename=path,
+            revision=revision,
+            token=self.token,
+            endpoint=self._endpoint(),
+            timeout_s=self.timeout_s,
+        )
 
     def _endpoint(self) -> str:
         return (self.endpoint or constants.ENDPOINT).rstrip("/")
-
-    def _gated_message(self, repo_id: str) -> str:
-        base = self._endpoint()
-        return (
-            f"{repo_id} is gated: accept the licence at {base}/{repo_id} and log in "
-            "(`hf auth login`, or set HF_TOKEN)"
-        )
 
     def discard_partials(self, repo_id: str, variant: Variant, *, revision: str = "main") -> int:
         """Delete what an interrupted download left; bytes freed."""
@@ -492,11 +473,6 @@ def _open_part(path: Path, have: int) -> IO[bytes]:
 def _same_origin(a: str, b: str) -> bool:
     pa, pb = httpx2.URL(a), httpx2.URL(b)
     return (pa.scheme, pa.host, pa.port) == (pb.scheme, pb.host, pb.port)
-
-
-def _status(exc: BaseException) -> int | None:
-    response = getattr(exc, "response", None)
-    return response.status_code if response is not None else None
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -3,6 +3,8 @@
 Each item names a repo and a quant. The bytes already fetched live in the downloader's partial files, so
 after a crash an item that was "running" is simply queued again and resumes where its partial file ends.
 A "running" item whose owner is alive (its partial files' download locks are held) is never taken over.
+Items are worked through by ``core.downloads.pull`` (``execute_pull``, ``run_queue``): one path for the CLI,
+the window and the queue; a finished item stays "done" until ``prune_done``.
 """
 
 from __future__ import annotations
@@ -13,31 +15,40 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from filelock import FileLock
+from huggingface_hub import HfApi
 
 from kaihe_desktop.core import json_store, paths
+from kaihe_desktop.core.downloads.fetch import Downloader, partial_key
 from kaihe_desktop.core.downloads.lock import STOP_FIRST, DownloadLock, is_downloading, pid_alive
-from kaihe_desktop.core.errors import (
-    DownloadCancelled,
-    DownloadInProgressError,
-    KaiheError,
-    ModelNotFoundError,
-)
+from kaihe_desktop.core.errors import DownloadInProgressError, KaiheError, ModelNotFoundError
+from kaihe_desktop.core.hub.listing import list_repo_files
 from kaihe_desktop.core.hub.variants import Variant, find_variant, group_variants
-
-if TYPE_CHECKING:
-    from huggingface_hub import HfApi
-
-    from kaihe_desktop.core.downloads.fetch import Downloader, ProgressCallback
-    from kaihe_desktop.core.library import Library, LibraryEntry
 
 QUEUE_NAME = "downloads.json"
 QUEUE_VERSION = 1
-STATES = ("queued", "running", "paused", "failed", "done")
-PENDING = ("queued", "running", "paused", "failed")
+
+
+class QueueState(StrEnum):
+    """An item's state; written to downloads.json as its value ("queued", ...), as it always was."""
+
+    QUEUED = "queued"
+    RUNNING = "running"  # owner_pid names the process downloading it
+    PAUSED = "paused"
+    FAILED = "failed"
+    DONE = "done"
+
+    @property
+    def pending(self) -> bool:
+        """Not finished: a pull of it resumes the partial files."""
+        return self is not QueueState.DONE
+
+
+PENDING = frozenset(s for s in QueueState if s.pending)
 
 
 _log = logging.getLogger(__name__)
@@ -52,7 +63,7 @@ class QueueItem:
     repo_id: str
     quant: str
     revision: str = "main"
-    state: str = "queued"
+    state: QueueState = QueueState.QUEUED
     error: str | None = None
     added_at: str = ""
     updated_at: str = ""
@@ -69,6 +80,7 @@ class QueueItem:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
+        data["state"] = self.state.value
         data["files"] = list(self.files)
         data["partial_keys"] = list(self.partial_keys)
         return data
@@ -79,7 +91,7 @@ class QueueItem:
             repo_id=str(data["repo_id"]),
             quant=str(data["quant"]),
             revision=str(data.get("revision", "main")),
-            state=str(data.get("state", "queued")),
+            state=_state_of(data.get("state")),
             error=data.get("error"),
             added_at=str(data.get("added_at", "")),
             updated_at=str(data.get("updated_at", "")),
@@ -90,19 +102,17 @@ class QueueItem:
         )
 
 
-@dataclass(frozen=True)
-class QueueOutcome:
-    item: QueueItem
-    entry: LibraryEntry | None
-    error: str | None
+def _state_of(value: Any) -> QueueState:
+    """A saved state; one this version does not know (a newer one wrote it) reads as "queued": the item's
+    partial files resume, nothing is lost."""
+    try:
+        return QueueState(str(value if value is not None else QueueState.QUEUED))
+    except ValueError:
+        return QueueState.QUEUED
 
 
 def resolve_variant(repo_id: str, quant: str, *, api: HfApi | None = None) -> Variant:
     """The files of ``repo_id``'s ``quant`` variant (one tree call)."""
-    from huggingface_hub import HfApi
-
-    from kaihe_desktop.core.hub.listing import list_repo_files
-
     variants = group_variants(list_repo_files(api or HfApi(), repo_id))
     return find_variant(variants, quant)
 
@@ -144,7 +154,7 @@ class DownloadQueue:
             version=QUEUE_VERSION,
         )
 
-    def set_state_after_error(self, key: str, state: str, *, error: str | None = None) -> bool:
+    def set_state_after_error(self, key: str, state: QueueState | str, *, error: str | None = None) -> bool:
         """`set_state` while another error is being reported: a failed write (full disk) must not hide it.
 
         Nothing is lost when this fails: the item stays as it was ("running" items of a dead process are
@@ -221,14 +231,16 @@ class DownloadQueue:
         self._mutate(change)
         return result[0]
 
-    def set_state(self, key: str, state: str, *, error: str | None = None) -> None:
+    def set_state(self, key: str, state: QueueState | str, *, error: str | None = None) -> None:
         """A "running" item records this process as its owner, so no other process takes it over."""
-        if state not in STATES:
-            raise ValueError(f"unknown queue state {state!r}")
-        owner = os.getpid() if state == "running" else None
+        try:
+            new = QueueState(state)
+        except ValueError:
+            raise ValueError(f"unknown queue state {state!r}") from None
+        owner = os.getpid() if new is QueueState.RUNNING else None
         self._mutate(
             lambda items: [
-                replace(i, state=state, error=error, updated_at=_now(), owner_pid=owner)
+                replace(i, state=new, error=error, updated_at=_now(), owner_pid=owner)
                 if i.key.lower() == key.lower()
                 else i
                 for i in items
@@ -239,7 +251,7 @@ class DownloadQueue:
         self._mutate(lambda items: [i for i in items if i.key.lower() != key.lower()])
 
     def prune_done(self) -> None:
-        self._mutate(lambda items: [i for i in items if i.state != "done"])
+        self._mutate(lambda items: [i for i in items if i.state is not QueueState.DONE])
 
     def recover(self, *, locks_dir: Path | None = None) -> tuple[QueueItem, ...]:
         """After a restart: items left "running" by a dead process go back to "queued".
@@ -253,8 +265,8 @@ class DownloadQueue:
         def change(items: list[QueueItem]) -> list[QueueItem]:
             out = []
             for i in items:
-                if i.state == "running" and not _owner_alive(i, locks_dir):
-                    i = replace(i, state="queued", updated_at=_now(), owner_pid=None)
+                if i.state is QueueState.RUNNING and not _owner_alive(i, locks_dir):
+                    i = replace(i, state=QueueState.QUEUED, updated_at=_now(), owner_pid=None)
                     recovered.append(i)
                 out.append(i)
             return out
@@ -262,82 +274,12 @@ class DownloadQueue:
         self._mutate(change)
         return tuple(recovered)
 
-    def run(
-        self,
-        *,
-        downloader: Downloader,
-        library: Library,
-        resolve: Callable[[QueueItem], Variant] | None = None,
-        progress: ProgressCallback | None = None,
-        cancel: threading.Event | None = None,
-        on_start: Callable[[QueueItem], None] | None = None,
-        include_failed: bool = True,
-    ) -> list[QueueOutcome]:
-        """Work through pending items in order. A pause stops the run (DownloadCancelled is raised, the item
-        is "paused"); any other error marks its item "failed" and the run goes on with the next one."""
-        self.recover(locks_dir=downloader.locks_dir)
-        outcomes: list[QueueOutcome] = []
-        resolver = resolve or (lambda item: resolve_variant(item.repo_id, item.quant))
-        for item in self.pending():
-            if item.state == "running":  # its owner is alive and downloading it (recover() said so)
-                continue
-            if item.state == "failed" and not include_failed:
-                continue
-            if on_start is not None:
-                on_start(item)
-            try:
-                variant = resolver(item)
-                lock = downloader.lock(item.repo_id, variant, revision=item.revision).acquire()
-            except DownloadInProgressError as exc:  # another process took it: its item, not ours to mark
-                outcomes.append(QueueOutcome(item=item, entry=None, error=str(exc)))
-                continue
-            except KaiheError as exc:
-                self.set_state_after_error(item.key, "failed", error=str(exc))
-                outcomes.append(QueueOutcome(item=item, entry=None, error=str(exc)))
-                continue
-            try:
-                outcomes.append(self._run_locked(item, variant, lock, downloader, library, progress, cancel))
-            finally:
-                lock.release()
-        return outcomes
-
-    def _run_locked(
-        self,
-        item: QueueItem,
-        variant: Variant,
-        lock: DownloadLock,
-        downloader: Downloader,
-        library: Library,
-        progress: ProgressCallback | None,
-        cancel: threading.Event | None,
-    ) -> QueueOutcome:
-        """One item, under its download lock from "running" until the library lists it."""
-        self.set_state(item.key, "running")
-        try:
-            result = downloader.download_variant(
-                item.repo_id, variant, revision=item.revision, progress=progress, cancel=cancel, lock=lock
-            )
-            entry = library.add_download(result)
-        except DownloadCancelled as exc:
-            self.set_state_after_error(item.key, "paused", error=str(exc))
-            raise
-        except KaiheError as exc:
-            self.set_state_after_error(item.key, "failed", error=str(exc))
-            return QueueOutcome(item=item, entry=None, error=str(exc))
-        except BaseException:
-            self.set_state_after_error(item.key, "paused", error="interrupted")
-            raise
-        self.set_state(item.key, "done")
-        return QueueOutcome(item=item, entry=entry, error=None)
-
     def discard(self, key: str, *, downloader: Downloader) -> DiscardResult | None:
         """Forget an unfinished download named REPO:QUANT and delete its partial files; None when the queue
         has no such item. DownloadInProgressError while a process downloads it: deleting the partial file
         under a running download would only make it start over and add the model anyway."""
-        from kaihe_desktop.core.downloads.fetch import partial_key
-
         item = self.get(key)
-        if item is None or item.state == "done":
+        if item is None or item.state is QueueState.DONE:
             return None
         keys = item.partial_keys
         if not keys:
@@ -346,7 +288,7 @@ class DownloadQueue:
                 keys = tuple(partial_key(item.repo_id, item.revision, f) for f in variant.all_files)
             except ModelNotFoundError:
                 keys = ()  # the repo is gone: nothing on the Hub to match the partial files against
-        if not keys and item.state == "running" and _owner_alive(item, None):
+        if not keys and item.state is QueueState.RUNNING and _owner_alive(item, None):
             raise DownloadInProgressError(
                 STOP_FIRST.format(what=item.key, owner=f"process {item.owner_pid}"), pid=item.owner_pid
             )

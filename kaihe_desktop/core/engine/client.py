@@ -35,7 +35,7 @@ class GenerationResult:
     """One finished (or stopped) reply, timed from the caller's side."""
 
     text: str
-    stop_reason: str
+    stop_reason: p.StopReason
     prompt_tokens: int
     completion_tokens: int
     ttft_s: float  # request sent → first token received

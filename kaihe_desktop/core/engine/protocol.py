@@ -1,23 +1,27 @@
 """The messages between the app and its engine process: small frozen dataclasses sent over a pipe.
 
 Requests go parent → worker, events go worker → parent. Everything here pickles with the standard
-library only, so the worker never needs anything from the parent but this module.
+library only, so the worker never needs anything from the parent but this module (and the KV cache type
+table it shares with the planner, core/fit/kv_types.py, standard library only too).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import StrEnum
 
-# KV cache element types llama.cpp accepts (ggml type ids), by the names the planner uses.
-KV_TYPES: dict[str, int] = {"f32": 0, "f16": 1, "q4_0": 2, "q4_1": 3, "q5_0": 6, "q5_1": 7, "q8_0": 8}
+from kaihe_desktop.core.fit.kv_types import KVCacheType
 
-# Why a reply ended.
-STOP_EOS = "eos"  # the model said it was done (end-of-generation token)
-STOP_LENGTH = "length"  # max_tokens reached
-STOP_CONTEXT = "context_full"  # the context window is full
-STOP_USER = "stopped"  # the caller asked to stop
-STOP_SEQUENCE = "stop_sequence"  # one of the stop strings appeared
-STOP_CRASH = "crashed"  # the engine process died (set by the client, never sent)
+
+class StopReason(StrEnum):
+    """Why a reply ended; the value is what chat --json and the saved history write."""
+
+    EOS = "eos"  # the model said it was done (end-of-generation token)
+    LENGTH = "length"  # max_tokens reached
+    CONTEXT_FULL = "context_full"  # the context window is full
+    STOPPED = "stopped"  # the caller asked to stop
+    STOP_SEQUENCE = "stop_sequence"  # one of the stop strings appeared
+    CRASHED = "crashed"  # the engine process died (set by the client, never sent)
 
 
 # --- settings -------------------------------------------------------------------------------------
@@ -25,7 +29,12 @@ STOP_CRASH = "crashed"  # the engine process died (set by the client, never sent
 
 @dataclass(frozen=True)
 class LoadOptions:
-    """Everything llama.cpp needs to load one model; built from the fit plan plus user overrides."""
+    """Everything llama.cpp needs to load one model; built from the fit plan plus user overrides.
+
+    kv_type is checked here, where the options are built: a name llama.cpp does not take raises
+    UnknownKVCacheTypeError (a name it does is turned into its KVCacheType), so what the engine loads is
+    what the planner estimated.
+    """
 
     path: str
     n_ctx: int
@@ -34,8 +43,11 @@ class LoadOptions:
     n_threads_batch: int = 1
     flash_attn: bool = False
     use_mmap: bool = True
-    kv_type: str = "f16"
+    kv_type: KVCacheType = KVCacheType.F16
     n_batch: int = 512
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "kv_type", KVCacheType.parse(self.kv_type))
 
 
 @dataclass(frozen=True)
@@ -129,7 +141,7 @@ class Token:
 
 @dataclass(frozen=True)
 class Done:
-    stop_reason: str
+    stop_reason: StopReason
     prompt_tokens: int
     completion_tokens: int
     prompt_eval_s: float  # worker-side: request received → first token sampled

@@ -39,6 +39,23 @@ def run(conn: Connection, log_path: str | None) -> None:
     worker.serve()
 
 
+def llama_kwargs(options: p.LoadOptions) -> dict[str, Any]:
+    """llama_cpp.Llama's keyword arguments for these options; the KV type goes as ggml's id for K and V."""
+    return {
+        "model_path": options.path,
+        "n_ctx": options.n_ctx,
+        "n_gpu_layers": options.n_gpu_layers,
+        "n_threads": options.n_threads,
+        "n_threads_batch": options.n_threads_batch,
+        "flash_attn": options.flash_attn,
+        "use_mmap": options.use_mmap,
+        "n_batch": min(options.n_batch, options.n_ctx),
+        "type_k": options.kv_type.ggml_type,
+        "type_v": options.kv_type.ggml_type,
+        "verbose": False,
+    }
+
+
 def _redirect_stderr(log_path: str) -> None:
     """llama.cpp writes to fd 2 directly; send it to a log file instead of the user's terminal."""
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
@@ -119,19 +136,7 @@ class _Worker:
                 on_progress=self._send_progress,
                 extra_buffers=extra_buffers_usable(),
             ):
-                llm = self._lib.Llama(
-                    model_path=options.path,
-                    n_ctx=options.n_ctx,
-                    n_gpu_layers=options.n_gpu_layers,
-                    n_threads=options.n_threads,
-                    n_threads_batch=options.n_threads_batch,
-                    flash_attn=options.flash_attn,
-                    use_mmap=options.use_mmap,
-                    n_batch=min(options.n_batch, options.n_ctx),
-                    type_k=p.KV_TYPES.get(options.kv_type),
-                    type_v=p.KV_TYPES.get(options.kv_type),
-                    verbose=False,
-                )
+                llm = self._lib.Llama(**llama_kwargs(options))
         except Exception as exc:  # noqa: BLE001 - llama-cpp-python raises ValueError/RuntimeError
             _release_freed_heap()
             self._conn.send(p.Error("load", str(exc) or type(exc).__name__))
@@ -208,7 +213,7 @@ class _Worker:
         is_end = self._end_of_generation_check()
         stop_text = _StopTextFilter(s.stop)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        reason = p.STOP_LENGTH if budget == request.max_tokens else p.STOP_CONTEXT
+        reason = p.StopReason.LENGTH if budget == request.max_tokens else p.StopReason.CONTEXT_FULL
         produced = 0
         first_at: float | None = None
         self._stop_seen = False
@@ -219,27 +224,28 @@ class _Worker:
                     first_at = time.perf_counter()
                     self._set_abort_check(False)
                 if is_end(token):
-                    reason = p.STOP_EOS
+                    reason = p.StopReason.EOS
                     break
                 produced += 1
                 text, hit = stop_text.feed(decoder.decode(llm.detokenize([token])))
                 self._conn.send(p.Token(text=text, index=produced - 1))
                 if hit:
-                    reason = p.STOP_SEQUENCE
+                    reason = p.StopReason.STOP_SEQUENCE
                     break
                 if self._stop_requested():
-                    reason = p.STOP_USER
+                    reason = p.StopReason.STOPPED
                     break
                 if produced >= budget:
                     break
         except RuntimeError:
             if first_at is not None or not self._stop_seen:
                 raise
-            reason = p.STOP_USER  # llama_decode aborted the prompt; llama-cpp-python drops the rest
+            reason = p.StopReason.STOPPED  # llama_decode aborted the prompt; llama-cpp-python drops the rest
         finally:
             self._set_abort_check(False)
             tokens.close()
-        tail = stop_text.flush(decoder.decode(b"", final=True)) if reason != p.STOP_SEQUENCE else ""
+        ended_by_stop_text = reason == p.StopReason.STOP_SEQUENCE
+        tail = "" if ended_by_stop_text else stop_text.flush(decoder.decode(b"", final=True))
         if tail:
             self._conn.send(p.Token(text=tail, index=max(produced - 1, 0)))
         ended = time.perf_counter()

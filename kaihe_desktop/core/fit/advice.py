@@ -23,6 +23,7 @@ from typing import Any
 
 from kaihe_desktop.core.fit.estimate import offload_devices
 from kaihe_desktop.core.fit.hardware_table import describe_holders
+from kaihe_desktop.core.fit.kv_types import KVCacheType
 from kaihe_desktop.core.fit.plan import Placement, Plan, estimate, plan
 from kaihe_desktop.core.fit.upgrades import (
     COMMON_QUANTS,
@@ -334,7 +335,7 @@ def upgrade_advice(
     target_params: int | None = None,
     target_ctx: int | None = None,
     n_ctx: int | None = None,
-    kv_type: str = "f16",
+    kv_type: KVCacheType | str = KVCacheType.F16,
     margin_bytes: int | None = None,
 ) -> list[Advice]:
     """Before upgrading: what a bigger quant, a bigger model (same quant) or a longer context would need.

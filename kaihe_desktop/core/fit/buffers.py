@@ -1,8 +1,9 @@
 """The KV cache and compute buffer models of the memory estimator (fit/estimate.py), as llama.cpp sizes them.
 
 KV cache: per layer, cells x (head_count_kv x key_length) for K and the same with value_length for V, in the
-KV type's bytes per element (gguf's GGML_QUANT_SIZES); cells = n_ctx padded to 256 (llama_context), and
-sliding-window layers n_swa + n_ubatch (llama_kv_cache_iswa) unless the SWA cache is full-size.
+KV type's bytes per element (fit/kv_types.py, ggml's block layout); cells = n_ctx padded to 256
+(llama_context), and sliding-window layers n_swa + n_ubatch (llama_kv_cache_iswa) unless the SWA cache is
+full-size.
 Compute: the ggml graph allocator's peak for one micro-batch, as three phases fitted on real loads.
 """
 
@@ -13,10 +14,10 @@ from typing import Final
 
 from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
+from kaihe_desktop.core.fit.kv_types import KVCacheType
 from kaihe_desktop.core.gguf.model_meta import ModelMeta
 
 KV_PAD: Final = 256  # llama_context pads n_ctx (and the SWA cache) to a multiple of 256 cells
-KV_TYPES: Final = ("f16", "bf16", "f32", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0", "iq4_nl")
 
 
 def pad(value: int, multiple: int) -> int:
@@ -46,13 +47,15 @@ def kv_cells_per_layer(
     )
 
 
-def kv_bytes_per_cell(meta: ModelMeta, *, kv_type: str = "f16", flash_attn: bool = False) -> tuple[int, ...]:
+def kv_bytes_per_cell(
+    meta: ModelMeta, *, kv_type: KVCacheType | str = KVCacheType.F16, flash_attn: bool = False
+) -> tuple[int, ...]:
     """K plus V bytes one cell takes in each layer (GQA: head_count_kv heads of key/value_length each).
 
     Without flash attention llama.cpp stores V transposed and pads every layer's V to the widest layer.
     MLA models (deepseek2 and kin) cache only the compressed K row; V is a view of it.
     """
-    ggml_type = kv_type.upper()
+    kv = KVCacheType.parse(kv_type)
     heads_kv = tuple(meta.head_count_kv[: meta.block_count])
     if len(heads_kv) < meta.block_count:  # a hand-built header: repeat the last value (0 when none)
         heads_kv += (heads_kv[-1] if heads_kv else 0,) * (meta.block_count - len(heads_kv))
@@ -61,17 +64,14 @@ def kv_bytes_per_cell(meta: ModelMeta, *, kv_type: str = "f16", flash_attn: bool
     v_dims = [0 if is_mla else h * meta.value_length for h in heads_kv]
     if not flash_attn and v_dims and len(set(v_dims)) > 1:
         v_dims = [max(v_dims)] * len(v_dims)
-    return tuple(
-        row_bytes(ggml_type, k) + (row_bytes(ggml_type, v) if v else 0)
-        for k, v in zip(k_dims, v_dims, strict=True)
-    )
+    return tuple(kv.row_bytes(k) + (kv.row_bytes(v) if v else 0) for k, v in zip(k_dims, v_dims, strict=True))
 
 
 def kv_cache_bytes(
     meta: ModelMeta,
     *,
     n_ctx: int,
-    kv_type: str = "f16",
+    kv_type: KVCacheType | str = KVCacheType.F16,
     flash_attn: bool = False,
     n_ubatch: int = 512,
     swa_full: bool = True,
@@ -162,7 +162,6 @@ def _expert_ff_length(meta: ModelMeta) -> int:
 
 __all__ = [
     "KV_PAD",
-    "KV_TYPES",
     "Phases",
     "compute_phases",
     "iswa_extra_scores",

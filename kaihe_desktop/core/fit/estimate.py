@@ -37,7 +37,6 @@ from typing import Final
 
 from kaihe_desktop.core.fit.buffers import (
     KV_PAD,
-    KV_TYPES,
     compute_phases,
     iswa_extra_scores,
     kv_bytes_per_cell,
@@ -46,6 +45,7 @@ from kaihe_desktop.core.fit.buffers import (
     pad,
     row_bytes,
 )
+from kaihe_desktop.core.fit.kv_types import KVCacheType
 from kaihe_desktop.core.gguf.model_meta import ModelMeta, TensorInfo
 from kaihe_desktop.core.machine.spec import GpuInfo, GpuVendor, Machine
 
@@ -118,7 +118,7 @@ class MemoryEstimate:
     vram: tuple[Breakdown, ...]
     n_ctx: int  # as llama.cpp will use it (padded to 256)
     gpu_layers: int  # llama.cpp's n_gpu_layers, clamped to what this machine can offload
-    kv_type: str
+    kv_type: KVCacheType
     flash_attn: bool
     n_batch: int
     n_ubatch: int
@@ -296,8 +296,6 @@ def _tensors_or_summary(meta: ModelMeta) -> ModelMeta:
     """A meta without its tensor list (e.g. built by hand) gets one synthesized from the per-layer totals."""
     if meta.tensors:
         return meta
-    from dataclasses import replace
-
     ttype = "Q4_K" if (meta.file_type or "").upper().startswith("Q4_K") else "F16"
     tensors: list[TensorInfo] = []
     other = meta.non_layer_tensor_bytes - meta.token_embd_bytes - meta.output_bytes
@@ -321,7 +319,7 @@ def estimate(
     *,
     n_ctx: int,
     gpu_layers: int = 0,
-    kv_type: str = "f16",
+    kv_type: KVCacheType | str = KVCacheType.F16,
     flash_attn: bool = False,
     n_batch: int = 512,
     n_ubatch: int = 512,
@@ -334,13 +332,12 @@ def estimate(
     gpu_layers is llama.cpp's n_gpu_layers (the output layer counts as one: block_count + 1 offloads all;
     a negative value means all). weights_scale multiplies every weight size (another quant of the model).
     use_mmap False: llama.cpp reads the CPU weights into its own buffer, so nothing is mapped (and nothing
-    is reclaimable); the same bytes stay resident.
+    is reclaimable); the same bytes stay resident. kv_type: a KVCacheType or its name
+    (UnknownKVCacheTypeError for any other).
     """
-    if kv_type.lower() not in KV_TYPES:
-        raise ValueError(f"unknown KV cache type {kv_type!r}; known: {', '.join(KV_TYPES)}")
+    kv = KVCacheType.parse(kv_type)
     if n_ctx <= 0 or n_batch <= 0 or n_ubatch <= 0:
         raise ValueError("n_ctx, n_batch and n_ubatch must be positive")
-    kv_type = kv_type.lower()
     meta = _tensors_or_summary(meta)
     gpus = offload_devices(machine)
     total_layers = n_layers_total(meta)
@@ -363,7 +360,7 @@ def estimate(
         weights = replace(weights, mapped=weights.mapped - weights.reclaimable, reclaimable=0)
     cells = kv_cells_per_layer(meta, n_ctx=n_ctx_pad, n_ubatch=n_ubatch, swa_full=swa_full)
     kv_layers = kv_cache_bytes(
-        meta, n_ctx=n_ctx_pad, kv_type=kv_type, flash_attn=flash_attn, n_ubatch=n_ubatch, swa_full=swa_full
+        meta, n_ctx=n_ctx_pad, kv_type=kv, flash_attn=flash_attn, n_ubatch=n_ubatch, swa_full=swa_full
     )
     kv_gpu = [0] * len(gpus)
     kv_cpu = 0
@@ -436,7 +433,7 @@ def estimate(
         vram=vram,
         n_ctx=n_ctx_pad,
         gpu_layers=gpu_layers,
-        kv_type=kv_type,
+        kv_type=kv,
         flash_attn=flash_attn,
         n_batch=n_batch,
         n_ubatch=n_ubatch,
@@ -450,8 +447,8 @@ def estimate(
 
 __all__ = [
     "Breakdown",
+    "KVCacheType",
     "MemoryEstimate",
-    "KV_TYPES",
     "estimate",
     "kv_bytes_per_cell",
     "kv_cache_bytes",

@@ -7,79 +7,15 @@ row and this machine, with the same safety margin, so the advice never says "buy
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, replace
-from functools import cache
-from importlib import resources
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from kaihe_desktop.core.machine.gpus import apple_metal_budget
+from kaihe_desktop.core.fit.known_hardware import Hardware, load_table
+from kaihe_desktop.core.fit.plan import Placement, Plan, plan
 from kaihe_desktop.core.machine.spec import CpuInfo, GpuInfo, GpuVendor, Machine, RamInfo
-from kaihe_desktop.core.units import GIB
 
 if TYPE_CHECKING:
-    from kaihe_desktop.core.fit.plan import Plan
     from kaihe_desktop.core.gguf.model_meta import ModelMeta
-
-TABLE_FILE = "hardware_table.json"
-
-
-@dataclass(frozen=True)
-class Hardware:
-    """One row: a discrete GPU (its VRAM) or a Mac (its unified memory)."""
-
-    name: str
-    kind: str  # "gpu" | "mac"
-    memory_bytes: int
-    bandwidth_gbps: float
-    vendor: GpuVendor
-    chip: str = ""
-
-    @property
-    def memory_gb(self) -> int:
-        return round(self.memory_bytes / GIB)
-
-    @property
-    def budget_bytes(self) -> int:
-        """What a model may use: all the VRAM, or a Mac's Metal budget."""
-        if self.kind == "mac":
-            return apple_metal_budget(self.memory_bytes, None)
-        return self.memory_bytes
-
-    @property
-    def short(self) -> str:
-        """ "24 GB GPU", "36 GB Mac": the words advice uses."""
-        return f"{self.memory_gb} GB {'Mac' if self.kind == 'mac' else 'GPU'}"
-
-
-@cache
-def load_table() -> tuple[Hardware, ...]:
-    """Every row of the packaged table, GPUs then Macs, each smallest memory first."""
-    text = resources.files("kaihe_desktop.data").joinpath(TABLE_FILE).read_text(encoding="utf-8")
-    data = json.loads(text)
-    rows = [
-        Hardware(
-            name=str(g["name"]),
-            kind="gpu",
-            memory_bytes=int(float(g["memory_gb"]) * GIB),
-            bandwidth_gbps=float(g["bandwidth_gbps"]),
-            vendor=GpuVendor(g["vendor"]),
-        )
-        for g in data["gpus"]
-    ]
-    rows += [
-        Hardware(
-            name=str(m["name"]),
-            kind="mac",
-            memory_bytes=int(float(m["memory_gb"]) * GIB),
-            bandwidth_gbps=float(m["bandwidth_gbps"]),
-            vendor=GpuVendor.APPLE,
-            chip=str(m.get("chip", "")),
-        )
-        for m in data["macs"]
-    ]
-    rows.sort(key=lambda h: (h.kind, h.memory_bytes, h.name))
-    return tuple(rows)
 
 
 def hypothetical_machine(hardware: Hardware, base: Machine) -> Machine:
@@ -120,7 +56,7 @@ def hypothetical_machine(hardware: Hardware, base: Machine) -> Machine:
 
 def holds(plan_on_it: Plan) -> bool:
     """Whether a plan runs entirely on the GPU with the margin (what buying a GPU or a Mac is for)."""
-    return str(plan_on_it.placement) == "gpu"
+    return plan_on_it.placement == Placement.GPU
 
 
 def smallest_holders(
@@ -139,8 +75,6 @@ def smallest_holders(
     Every GPU of that smallest size is returned (e.g. both 24 GB cards), then the Mac; empty when nothing in
     the table holds it.
     """
-    from kaihe_desktop.core.fit.plan import plan
-
     rows = table if table is not None else load_table()
     found: list[Hardware] = []
     for kind in ("gpu", "mac"):

@@ -24,18 +24,18 @@ the largest multiple of 1024 (at most the trained context) that fits with the ch
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import StrEnum
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 from kaihe_desktop.core.fit.estimate import (
-    KV_TYPES,
     Breakdown,
     MemoryEstimate,
     estimate,
     n_layers_total,
     offload_devices,
 )
+from kaihe_desktop.core.fit.kv_types import KVCacheType
+from kaihe_desktop.core.fit.placement import Placement
 from kaihe_desktop.core.fit.speed import SpeedRange, estimate_speed
 from kaihe_desktop.core.gguf.model_meta import ModelMeta
 from kaihe_desktop.core.machine.spec import Machine
@@ -45,13 +45,6 @@ DEFAULT_MARGIN_BYTES: Final = 1 * GIB  # llama.cpp's --fit-target default: 1024 
 DEFAULT_CONTEXT: Final = 8192
 CONTEXT_STEP: Final = 1024
 UNKNOWN_TRAINED_CONTEXT: Final = 4096  # a header without context_length: llama.cpp's common default
-
-
-class Placement(StrEnum):
-    GPU = "gpu"
-    PARTIAL = "partial"
-    CPU = "cpu"
-    NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -65,7 +58,7 @@ class Plan:
     n_layers: int  # block_count + 1, as llama.cpp counts them ("offloaded 19/19 layers")
     n_ctx: int
     max_n_ctx: int  # the largest multiple of 1024 (<= trained) that fits with this placement; 0 if none
-    kv_type: str
+    kv_type: KVCacheType
     flash_attn: bool
     estimate: MemoryEstimate
     margin_bytes: int
@@ -93,7 +86,7 @@ class Plan:
             "n_layers": self.n_layers,
             "n_ctx": self.n_ctx,
             "max_n_ctx": self.max_n_ctx,
-            "kv_type": self.kv_type,
+            "kv_type": str(self.kv_type),
             "flash_attn": self.flash_attn,
             "ram_bytes": self.estimate.ram_bytes,
             "vram_bytes": self.estimate.vram_bytes,
@@ -171,7 +164,7 @@ def plan(
     *,
     n_ctx: int | None = None,
     gpu_layers: int | None = None,
-    kv_type: str = "f16",
+    kv_type: KVCacheType | str = KVCacheType.F16,
     flash_attn: bool | None = None,
     margin_bytes: int | None = None,
     weights_scale: float = 1.0,
@@ -183,21 +176,20 @@ def plan(
     that fit (full GPU, else partial, else CPU); a number (-1: all) is taken as given. flash_attn None: on
     when the KV cache is quantized (llama.cpp needs it for a quantized V cache), otherwise off as in
     llama-cpp-python. weights_scale: another quant of the same model, its file size over this one's.
+    kv_type: a KVCacheType or its name (UnknownKVCacheTypeError for any other).
     """
-    kv_type = kv_type.lower()
-    if kv_type not in KV_TYPES:
-        raise ValueError(f"unknown KV cache type {kv_type!r}; known: {', '.join(KV_TYPES)}")
+    kv = KVCacheType.parse(kv_type)
     if n_ctx is not None and n_ctx <= 0:
         raise ValueError("n_ctx must be positive")
     margin = DEFAULT_MARGIN_BYTES if margin_bytes is None else max(0, margin_bytes)
-    use_fa = flash_attn if flash_attn is not None else kv_type != "f16"
+    use_fa = flash_attn if flash_attn is not None else kv != KVCacheType.F16
     total_layers = n_layers_total(meta)
     has_gpu = bool(offload_devices(machine))
     trained = meta.context_length if meta.context_length > 0 else UNKNOWN_TRAINED_CONTEXT
 
     def est(ctx: int, layers: int) -> MemoryEstimate:
         return estimate(
-            meta, machine, n_ctx=ctx, gpu_layers=layers, kv_type=kv_type, flash_attn=use_fa,
+            meta, machine, n_ctx=ctx, gpu_layers=layers, kv_type=kv, flash_attn=use_fa,
             weights_scale=weights_scale, use_mmap=use_mmap,
         )  # fmt: skip
 
@@ -266,7 +258,7 @@ def plan(
         n_layers=total_layers,
         n_ctx=chosen_ctx,
         max_n_ctx=max_ctx,
-        kv_type=kv_type,
+        kv_type=kv,
         flash_attn=use_fa,
         estimate=final,
         margin_bytes=margin,
@@ -318,8 +310,6 @@ def _least_short_layers(
 
 
 def _with_reason(p: Plan, room: _Room) -> Plan:
-    from dataclasses import replace
-
     est = p.estimate
     left = f"{format_bytes(room.left)} of {format_bytes(room.available)} {_room_word(room)} stays free"
     if p.placement == Placement.NONE:
@@ -351,6 +341,7 @@ __all__ = [
     "DEFAULT_CONTEXT",
     "DEFAULT_MARGIN_BYTES",
     "Breakdown",
+    "KVCacheType",
     "MemoryEstimate",
     "Placement",
     "Plan",

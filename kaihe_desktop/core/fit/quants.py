@@ -20,15 +20,14 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from kaihe_desktop.core.fit.kv_types import KVCacheType
+from kaihe_desktop.core.fit.placement import Placement
 from kaihe_desktop.core.units import format_bytes, format_pct
 
-if TYPE_CHECKING:  # fit imports nothing from here, but the ladder must stay importable on its own
+if TYPE_CHECKING:  # plan: see evaluate()
     from kaihe_desktop.core.fit.plan import Plan
     from kaihe_desktop.core.gguf.model_meta import ModelMeta
     from kaihe_desktop.core.machine.spec import Machine
-
-# Placement values of fit.Placement (a StrEnum), compared as strings so this module loads without fit.
-_GPU, _PARTIAL, _NONE = "gpu", "partial", "none"
 
 
 @dataclass(frozen=True)
@@ -210,11 +209,11 @@ class Candidate:
 
     @property
     def fits(self) -> bool:
-        return self.plan.placement != _NONE
+        return self.plan.placement != Placement.NONE
 
     @property
     def full_gpu(self) -> bool:
-        return self.plan.placement == _GPU
+        return self.plan.placement == Placement.GPU
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -241,7 +240,7 @@ class Pick:
 
     @property
     def fits(self) -> bool:
-        return self.plan.placement != _NONE
+        return self.plan.placement != Placement.NONE
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -274,10 +273,11 @@ def evaluate(
     *,
     n_ctx: int,
     margin_bytes: int | None = None,
-    kv_type: str = "f16",
+    kv_type: KVCacheType | str = KVCacheType.F16,
     flash_attn: bool | None = None,
 ) -> tuple[Candidate, ...]:
     """Plan every variant at the same context; best quality first (equal rank: bigger first)."""
+    # Imported here: hub.variants and library use the ladder, not the planner (nor gguf and numpy).
     from kaihe_desktop.core.fit.plan import plan
 
     candidates = []
@@ -305,7 +305,7 @@ def pick(
     *,
     n_ctx: int | None = None,
     margin_bytes: int | None = None,
-    kv_type: str = "f16",
+    kv_type: KVCacheType | str = KVCacheType.F16,
     flash_attn: bool | None = None,
 ) -> Pick:
     """The best-quality variant that fits with the margin (see FULL_GPU_FLOOR for the GPU preference).
@@ -353,9 +353,9 @@ def _make_pick(chosen: Candidate, candidates: tuple[Candidate, ...], reason: str
 
 def _where(candidate: Candidate) -> str:
     p = candidate.plan
-    if p.placement == _GPU:
+    if p.placement == Placement.GPU:
         return "runs fully on the GPU"
-    if p.placement == _PARTIAL:
+    if p.placement == Placement.PARTIAL:
         return f"fits with {p.gpu_layers} of {p.n_layers} layers on the GPU"
     return "fits in RAM (CPU only)"
 

@@ -40,13 +40,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
+from kaihe_desktop.core.fit.estimate import MemoryEstimate, gpu_layer_set, offload_devices
+from kaihe_desktop.core.fit.known_hardware import load_table
 from kaihe_desktop.core.gguf.model_meta import ModelMeta
 from kaihe_desktop.core.machine.spec import GpuInfo, GpuVendor, Machine
-
-if TYPE_CHECKING:
-    from kaihe_desktop.core.fit.estimate import MemoryEstimate
 
 CPU_BANDWIDTH_EFFICIENCY: Final = 0.7
 GPU_BANDWIDTH_EFFICIENCY: Final = 0.62
@@ -89,10 +88,6 @@ def gpu_bandwidth_gbps(gpu: GpuInfo) -> float | None:
     """A GPU's memory bandwidth: the profile's figure, or the packaged hardware table's by name."""
     if gpu.bandwidth_gbps:
         return gpu.bandwidth_gbps
-    try:
-        from kaihe_desktop.core.fit.hardware_table import load_table
-    except ImportError:  # pragma: no cover - the table ships with the package
-        return None
     name = gpu.name.lower()
     best = None
     for row in load_table():
@@ -106,8 +101,6 @@ def token_cost(
     meta: ModelMeta, est: MemoryEstimate, *, context_tokens: int, weights_scale: float = 1.0
 ) -> TokenCost:
     """What one token reads where, with context_tokens already in the KV cache."""
-    from kaihe_desktop.core.fit.estimate import gpu_layer_set
-
     n_dev = 1 + len(est.vram)
     read = [0.0] * n_dev
     on_gpu, output_on_gpu = gpu_layer_set(meta, est.gpu_layers)
@@ -167,8 +160,6 @@ def seconds_per_token(
     ram_bandwidth_gbps: float | None = None,
 ) -> float | None:
     """The centre estimate of one token's time; None when a bandwidth it needs is unknown."""
-    from kaihe_desktop.core.fit.estimate import offload_devices
-
     cost = token_cost(meta, est, context_tokens=context_tokens, weights_scale=weights_scale)
     ram_bw = ram_bandwidth_gbps or machine.ram.bandwidth_gbps
     if not ram_bw:

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from kaihe_desktop.core.fit.hardware_table import Hardware, smallest_holders
+from kaihe_desktop.core.fit.hardware_table import smallest_holders
+from kaihe_desktop.core.fit.known_hardware import Hardware
 from kaihe_desktop.core.fit.plan import Placement, Plan, estimate, plan
 from kaihe_desktop.core.fit.quants import quality_rank, quant_type
 from kaihe_desktop.core.machine.tiers import tier_of

@@ -32,6 +32,7 @@ from kaihe_desktop.core.gguf.header import (
     parse_header,
 )
 from kaihe_desktop.core.gguf.model_meta import ModelMeta, TensorInfo
+from kaihe_desktop.core.gguf.remote import open_remote
 
 if TYPE_CHECKING:
     import threading
@@ -155,8 +156,6 @@ def read_remote(
     429/5xx/lost connections are retried per ``retry`` (hub_retry's defaults when None); ``cancel`` stops
     a wait between tries.
     """
-    from kaihe_desktop.core.gguf.remote import open_remote
-
     shards = split_shard_names(Path(filename).name)
     prefix = filename[: len(filename) - len(Path(filename).name)]
     names = [filename] if shards is None else [prefix + s for s in shards]

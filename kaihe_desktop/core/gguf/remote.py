@@ -9,29 +9,23 @@ so a header of H bytes costs at most H + 4 MiB of transfer, whatever the file si
 
 Each range is one request (no retries hidden in huggingface_hub); 429, 5xx, cut and refused connections are
 retried by the same cancellable loop as downloads (`hub_retry.Retrier`), so fit, pull and the catalog retry
-alike; the catalog passes a policy bounded by its own deadline.
+alike; the catalog passes a policy bounded by its own deadline. Other answers go through huggingface_hub's
+`hf_raise_for_status` and `hub.http_errors.translate`, like listings and downloads.
 """
 
 from __future__ import annotations
 
-import os
 import re
 import threading
 from types import TracebackType
 
 import httpx2
 from huggingface_hub import constants, hf_hub_url
-from huggingface_hub.errors import OfflineModeIsEnabled
-from huggingface_hub.utils import build_hf_headers, get_session
+from huggingface_hub.errors import HfHubHTTPError, OfflineModeIsEnabled
+from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
-from kaihe_desktop.core.errors import (
-    GatedRepoError,
-    HubError,
-    HubRequestCancelled,
-    HubUnreachableError,
-    RepoNotFoundError,
-)
-from kaihe_desktop.core.hub.http_errors import auth_error
+from kaihe_desktop.core.errors import HubError, HubRequestCancelled, KaiheError
+from kaihe_desktop.core.hub.http_errors import gave_up, is_offline, offline_error, translate
 from kaihe_desktop.core.hub.retry import (
     RETRY_STATUS,
     Failure,
@@ -48,10 +42,6 @@ MAX_CHUNK = 4 * MiB
 _CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
 
 
-def _env_true(name: str) -> bool:
-    return os.environ.get(name, "").strip().upper() in {"1", "ON", "YES", "TRUE"}
-
-
 class _RetryableStatus(HubError):
     """A 429/5xx answer to one range request: retried by RangeReader's loop, never seen by callers."""
 
@@ -61,34 +51,9 @@ class _RetryableStatus(HubError):
 
 
 def _sent_token(headers: dict[str, str]) -> str | bool:
-    """The token a request carried (False for none), so that hub_errors can say where it came from."""
+    """The token a request carried (False for none), so that translate can say where it came from."""
     auth = next((v for k, v in headers.items() if k.lower() == "authorization"), "")
     return auth[7:].strip() if auth.lower().startswith("bearer ") else False
-
-
-def _status_error(
-    status: int, error_code: str | None, what: str, *, token: str | bool = False, url: str = ""
-) -> HubError:
-    repo_id = "/".join(what.split("/")[:2])  # what is "owner/name/path/in/repo"
-    endpoint = url.split(f"/{repo_id}/resolve/", 1)[0] if f"/{repo_id}/resolve/" in url else None
-    refused = auth_error(status, error_code, what=what, repo_id=repo_id, token=token, endpoint=endpoint)
-    if refused is not None:  # the token sent is invalid, or has no access to the gated repo
-        return refused
-    if error_code == "GatedRepo" or status == 403:
-        return GatedRepoError(
-            f"{what} is in a gated repo: accept its licence on the Hub and log in (HTTP {status})"
-        )
-    if status == 401:
-        return GatedRepoError(f"{what} needs a login: the repo is private or gated (HTTP 401)")
-    if status == 404 or error_code in ("RepoNotFound", "EntryNotFound", "RevisionNotFound"):
-        detail = {
-            "RepoNotFound": "the repo does not exist",
-            "RevisionNotFound": "the revision does not exist",
-        }.get(error_code or "", "the file does not exist")
-        return RepoNotFoundError(f"{what} was not found on the Hub: {detail} (HTTP {status})")
-    if status == 416:
-        return HubError(f"{what}: the Hub refused the byte range (HTTP 416)")
-    return HubError(f"{what}: the Hub answered HTTP {status}")
 
 
 class RangeReader:
@@ -104,8 +69,13 @@ class RangeReader:
         client: httpx2.Client | None = None,
         retry: RetryPolicy | None = None,
         cancel: threading.Event | None = None,
+        repo_id: str | None = None,
+        filename: str | None = None,
+        revision: str | None = None,
+        endpoint: str | None = None,
     ) -> None:
         self._url = url
+        self._repo_id, self._filename, self._revision, self._endpoint = repo_id, filename, revision, endpoint
         self._retry = retry or RetryPolicy()
         self._cancel = cancel
         self._what = what
@@ -148,12 +118,14 @@ class RangeReader:
                 failure, error = failure_of(exc.__cause__ or exc), exc
             wait = retrier.next_wait(failure)
             if wait is None:
-                tried = f"{retrier.attempts} attempts in {retrier.elapsed_s:.0f} s"
-                if failure.unreachable:
-                    raise HubUnreachableError(f"{self._what}: cannot reach the Hub ({tried})") from error
-                if failure.status is None:
-                    raise HubUnreachableError(f"{error} ({tried})") from error
-                raise HubError(f"{self._what}: the Hub answered {failure.reason} ({tried})") from error
+                raise gave_up(
+                    self._what,
+                    retrier,
+                    failure,
+                    error,
+                    endpoint=self._endpoint,
+                    timeout_s=self._timeout,
+                ) from error
             if wait_or_cancel(wait, self._cancel):
                 raise HubRequestCancelled(f"{self._what}: cancelled while waiting to retry") from error
 
@@ -177,13 +149,11 @@ class RangeReader:
                         f"{self._what}: the Hub answered HTTP {response.status_code}", failure
                     )
                 if response.status_code not in (200, 206):
-                    raise _status_error(
-                        response.status_code,
-                        response.headers.get("X-Error-Code"),
-                        self._what,
-                        token=_sent_token(self._headers),
-                        url=self._url,
-                    )
+                    try:
+                        hf_raise_for_status(response)  # huggingface_hub's typed error for this answer
+                    except HfHubHTTPError as exc:
+                        raise self._translate(exc) from exc
+                    raise HubError(f"{self._what}: the Hub answered HTTP {response.status_code}")
                 limit = end - start + 1
                 if response.status_code == 200:
                     # A server that ignores Range: take the first bytes of the body and hang up.
@@ -205,7 +175,7 @@ class RangeReader:
                     if received >= limit:
                         break
         except OfflineModeIsEnabled as exc:
-            raise HubUnreachableError(f"cannot read {self._what}: offline mode is on") from exc
+            raise self._translate(exc) from exc
         except httpx2.TimeoutException as exc:
             raise _Transient(f"{self._what}: the Hub did not answer within {self._timeout:g} s") from exc
         except httpx2.TransportError as exc:
@@ -217,6 +187,18 @@ class RangeReader:
         data = b"".join(chunks)
         self.bytes_fetched += len(data)
         return data
+
+    def _translate(self, exc: BaseException) -> KaiheError:
+        return translate(
+            exc,
+            what=self._what,
+            repo_id=self._repo_id,
+            filename=self._filename,
+            revision=self._revision,
+            token=_sent_token(self._headers),
+            endpoint=self._endpoint,
+            timeout_s=self._timeout,
+        )
 
 
 class _Transient(Exception):
@@ -237,11 +219,21 @@ def open_remote(
 ) -> RangeReader:
     """A RangeReader for one Hub file. Offline mode (HF_HUB_OFFLINE) fails here, before any request."""
     what = f"{repo_id}/{filename}"
-    if constants.is_offline_mode() or _env_true("HF_HUB_OFFLINE"):
-        raise HubUnreachableError(f"cannot read {what}: offline mode is on (HF_HUB_OFFLINE is set)")
+    if is_offline():
+        raise offline_error(what)
     url = hf_hub_url(repo_id, filename, revision=revision, endpoint=endpoint or constants.ENDPOINT)
     headers = build_hf_headers(token=token)
     headers["Accept-Encoding"] = "identity"  # byte ranges of the file itself, not of a compressed body
     return RangeReader(
-        url, what=what, headers=headers, timeout=timeout, client=client, retry=retry, cancel=cancel
+        url,
+        what=what,
+        headers=headers,
+        timeout=timeout,
+        client=client,
+        retry=retry,
+        cancel=cancel,
+        repo_id=repo_id,
+        filename=filename,
+        revision=revision,
+        endpoint=endpoint,
     )

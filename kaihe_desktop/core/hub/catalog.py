@@ -30,6 +30,8 @@ from kaihe_desktop.core.hub.listing import (
     HubRepo,
     SortKey,
     bounded_map,
+    hub_errors,
+    hub_repo_from_info,
     is_offline,
     list_gguf_repos,
     list_repo_files,
@@ -193,8 +195,6 @@ class Catalog:
         probe_endpoint(self.api.endpoint, timeout_s=self.timeout_s)
 
     def _info(self, repo_id: str) -> HubRepo:
-        from kaihe_desktop.core.hub.listing import hub_errors, hub_repo_from_info
-
         with hub_errors(
             f"reading {repo_id}", repo_id=repo_id, token=self.api.token, endpoint=self.api.endpoint
         ):
@@ -208,7 +208,9 @@ class Catalog:
     def _fetch_repo(self, hub: HubRepo) -> CachedRepo:
         """One tree call and one header read for ``hub``; the result goes to the cache."""
         try:
-            files = list_repo_files(self.api, hub.repo_id)
+            files = list_repo_files(  # 429/5xx retried like the header read below, never past the budget
+                self.api, hub.repo_id, retry=RetryPolicy.within(self.timeout_s), timeout_s=self.timeout_s
+            )
         except GatedRepoError as exc:
             return self.cache.put_repo(hub, (), meta=None, meta_error=str(exc))
         meta: ModelMeta | None = None

@@ -1,38 +1,41 @@
 """Talking to the Hub for the catalog: the GGUF repo listing and each repo's file tree, via huggingface_hub.
 
-Everything here goes through ``HfApi`` (so ``HF_ENDPOINT``, ``HF_TOKEN`` and offline mode behave as in
-huggingface_hub) and turns its exceptions into ours. The Hub's own HTTP client has no default timeout, and
-``list_models`` / ``list_repo_tree`` take none, so callers bound the wall-clock time with
-:func:`run_with_deadline` / :func:`bounded_map` (daemon threads: a hung socket never blocks exit).
+Everything here goes through huggingface_hub (``HfApi``, its session and headers, so ``HF_ENDPOINT``,
+``HF_TOKEN`` and offline mode behave as in huggingface_hub) and ``http_errors`` turns its exceptions into
+ours. ``list_models`` takes no timeout and retries inside huggingface_hub (``http_backoff``, which cannot be
+switched off per call), so callers bound the wall-clock time with :func:`run_with_deadline` /
+:func:`bounded_map` (daemon threads: a hung socket never blocks exit). The tree listing
+(:func:`list_repo_files`) retries in our own loop instead, like header reads and downloads.
 """
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from itertools import islice
 from typing import Any, Literal, TypeVar
+from urllib.parse import quote
 
 import httpx2
 from huggingface_hub import HfApi, constants
 from huggingface_hub import errors as hf_errors
 from huggingface_hub.hf_api import ModelInfo
 from huggingface_hub.hf_api import RepoFile as HubRepoFile
-from huggingface_hub.utils import get_session
-
-from kaihe_desktop.core.errors import (
-    GatedRepoError,
-    HubError,
-    HubUnreachableError,
-    KaiheError,
-    RepoNotFoundError,
+from huggingface_hub.utils import (
+    build_hf_headers,
+    get_session,
+    hf_raise_for_status,
+    http_backoff,
+    validate_repo_id,
 )
-from kaihe_desktop.core.hub.http_errors import auth_error_from
+
+from kaihe_desktop.core.errors import HubRequestCancelled, HubUnreachableError, KaiheError
+from kaihe_desktop.core.hub.http_errors import gave_up, hub_errors, offline_error, translate
+from kaihe_desktop.core.hub.http_errors import is_offline as is_offline  # re-exported: one offline check
 from kaihe_desktop.core.hub.licenses import LicenseInfo, classify_license
+from kaihe_desktop.core.hub.retry import Retrier, RetryPolicy, failure_of, wait_or_cancel
 from kaihe_desktop.core.hub.variants import RepoFile
 
 SortKey = Literal["downloads", "likes", "recent"]
@@ -51,47 +54,6 @@ LISTING_EXPAND: list[Any] = [
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-
-def is_offline() -> bool:
-    """Offline mode as huggingface_hub sees it, or ``HF_HUB_OFFLINE`` set after it was imported."""
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return constants.is_offline_mode() or env in {"1", "true", "yes", "on"}
-
-
-@contextmanager
-def hub_errors(
-    what: str, *, repo_id: str | None = None, token: str | bool | None = None, endpoint: str | None = None
-) -> Iterator[None]:
-    """Translate huggingface_hub / HTTP failures into KAIHE errors that name ``what`` failed.
-
-    ``token`` and ``endpoint`` as given to the HfApi in use: they say which token a refusal is about.
-    """
-    try:
-        yield
-    except KaiheError:
-        raise
-    except (hf_errors.GatedRepoError, hf_errors.RepositoryNotFoundError) as exc:
-        refused = auth_error_from(exc, what=what, repo_id=repo_id, token=token, endpoint=endpoint)
-        if refused is not None:  # the token sent is invalid, or has no access to the gated repo
-            raise refused from exc
-        if isinstance(exc, hf_errors.GatedRepoError):
-            raise GatedRepoError(
-                f"{what}: the repo is gated; accept its licence on the Hub and log in"
-            ) from exc
-        raise RepoNotFoundError(f"{what}: repo not found on the Hub (or it is private)") from exc
-    except hf_errors.OfflineModeIsEnabled as exc:
-        raise HubUnreachableError(f"{what}: offline mode is on (HF_HUB_OFFLINE)") from exc
-    except (httpx2.TimeoutException, TimeoutError) as exc:
-        raise HubUnreachableError(f"{what}: the Hub did not answer in time") from exc
-    except (httpx2.TransportError, ConnectionError) as exc:
-        raise HubUnreachableError(f"{what}: cannot reach the Hub ({type(exc).__name__})") from exc
-    except hf_errors.HfHubHTTPError as exc:
-        refused = auth_error_from(exc, what=what, repo_id=repo_id, token=token, endpoint=endpoint)
-        if refused is not None:  # an invalid token: the Hub answers 401 to every request
-            raise refused from exc
-        status = exc.response.status_code if exc.response is not None else "?"
-        raise HubError(f"{what}: the Hub answered HTTP {status}") from exc
 
 
 # --- bounded, deadline-aware concurrency -----------------------------------------------------------
@@ -305,14 +267,75 @@ def list_gguf_repos(
         return [hub_repo_from_info(info) for info in islice(infos, limit * (page - 1), limit * page)]
 
 
-def list_repo_files(api: HfApi, repo_id: str) -> tuple[RepoFile, ...]:
-    """Every file of a repo with its size and LFS sha256: one recursive tree call."""
-    with hub_errors(
-        f"listing the files of {repo_id}", repo_id=repo_id, token=api.token, endpoint=api.endpoint
-    ):
-        entries = api.list_repo_tree(repo_id, recursive=True)
-        return tuple(
+def list_repo_files(
+    api: HfApi,
+    repo_id: str,
+    *,
+    revision: str = constants.DEFAULT_REVISION,
+    retry: RetryPolicy | None = None,
+    cancel: threading.Event | None = None,
+    timeout_s: float = 10.0,
+) -> tuple[RepoFile, ...]:
+    """Every file of a repo with its size and LFS sha256: one recursive tree listing (the only one in KAIHE).
+
+    What ``HfApi.list_repo_tree`` does (its URL, headers, ``RepoFile`` parsing, the Link-header pages), but
+    each page is one request with huggingface_hub's retries off, retried on 429/5xx/lost connections by the
+    same cancellable loop as header reads and downloads (``hub_retry.Retrier``, per ``retry``), and every
+    failure said by ``http_errors``: a busy Hub reads the same from ``kaihe search``, ``fit`` and ``pull``.
+    """
+    what = f"listing the files of {repo_id}"
+    validate_repo_id(repo_id)
+    if is_offline():
+        raise offline_error(what)
+    headers = build_hf_headers(
+        token=api.token,
+        library_name=api.library_name,
+        library_version=api.library_version,
+        user_agent=api.user_agent,
+        headers=api.headers,
+    )
+    url: str | None = f"{api.endpoint}/api/models/{repo_id}/tree/{quote(revision, safe='')}"
+    params: dict[str, str] | None = {"recursive": "true", "expand": "false"}
+    retrier = Retrier(retry or RetryPolicy())
+    files: list[RepoFile] = []
+    while url is not None:
+        try:
+            response = http_backoff(
+                "GET",
+                url,
+                params=params,
+                headers=headers,
+                timeout=timeout_s,
+                max_retries=0,
+                retry_on_exceptions=(),
+                retry_on_status_codes=(),
+            )
+            hf_raise_for_status(response)
+            page = response.json()
+        except (hf_errors.HfHubHTTPError, httpx2.TransportError, OSError, ValueError) as exc:
+            failure = failure_of(exc)
+            if isinstance(exc, hf_errors.OfflineModeIsEnabled | ValueError) or not failure.retryable:
+                raise translate(
+                    exc,
+                    what=what,
+                    repo_id=repo_id,
+                    revision=revision,
+                    token=api.token,
+                    endpoint=api.endpoint,
+                    timeout_s=timeout_s,
+                ) from exc
+            wait = retrier.next_wait(failure)
+            if wait is None:
+                raise gave_up(
+                    what, retrier, failure, exc, endpoint=api.endpoint, timeout_s=timeout_s
+                ) from exc
+            if wait_or_cancel(wait, cancel):
+                raise HubRequestCancelled(f"{what}: cancelled while waiting to retry") from exc
+            continue
+        retrier.progressed()
+        files.extend(
             RepoFile(path=e.path, size_bytes=int(e.size), sha256=e.lfs.sha256 if e.lfs else None)
-            for e in entries
-            if isinstance(e, HubRepoFile)
+            for e in (HubRepoFile(**item) for item in page if item.get("type") == "file")
         )
+        url, params = response.links.get("next", {}).get("url"), None  # the next link holds the query
+    return tuple(files)

@@ -20,6 +20,7 @@ from typing import Any
 
 from kaihe_desktop.core.errors import HubError, HubUnreachableError
 from kaihe_desktop.core.fit.estimate import offload_devices
+from kaihe_desktop.core.fit.placement import Placement
 from kaihe_desktop.core.fit.quants import Pick, QuantOption, pick, quality_rank
 from kaihe_desktop.core.gguf.model_meta import ModelMeta
 from kaihe_desktop.core.hub.catalog import Catalog, CatalogRepo
@@ -247,7 +248,7 @@ def _off_gpu_text(repo: CuratedRepo, chosen: Pick) -> str:
     """What a passed-over candidate would need: "Qwen3-14B-GGUF Q6_K would need partial offload (...)"."""
     name = repo.repo_id.rsplit("/", 1)[-1]
     p = chosen.plan
-    if str(p.placement) == "partial":
+    if p.placement == Placement.PARTIAL:
         where = f"would need partial offload ({p.gpu_layers} of {p.n_layers} layers on the GPU)"
     else:
         where = "would run on the CPU only"
@@ -291,7 +292,7 @@ def _acceptable(chosen: Pick, rules: _Rules) -> bool:
         return False
     if rules.floor is not None and quality_rank(chosen.quant) > quality_rank(rules.floor):
         return False
-    if rules.full_gpu and str(chosen.plan.placement) != "gpu":
+    if rules.full_gpu and chosen.plan.placement != Placement.GPU:
         return False
     return rules.min_headroom_pct is None or chosen.plan.headroom_pct >= rules.min_headroom_pct
 

@@ -6,8 +6,10 @@ ours. Here each download GET and header range is one request, with huggingface_h
 (``max_retries=0``; ``get_hf_file_metadata`` retries nothing by default), and a :class:`Retrier` decides
 whether and how long to wait before the next try: exponential backoff, the server's Retry-After honoured
 up to a cap, a total budget for persistent 429/5xx, a short one for refused connections. Every wait goes
-through :func:`wait_or_cancel`, so a pause is seen within the wait. (``HfApi`` listings still retry inside
-huggingface_hub: callers bound them with ``hub.listing.run_with_deadline`` and a probe.)
+through :func:`wait_or_cancel`, so a pause is seen within the wait. The tree listing
+(``hub.listing.list_repo_files``) uses it too; ``HfApi.list_models`` and ``model_info`` still retry inside
+huggingface_hub (not switchable per call): callers bound them with ``hub.listing.run_with_deadline`` and a
+probe. What a failure means, and the line a loop that gives up ends with, is ``hub.http_errors``'s to say.
 """
 
 from __future__ import annotations

@@ -25,6 +25,7 @@ import numpy as np
 import psutil
 
 from kaihe_desktop.core import json_store, paths
+from kaihe_desktop.core.machine.cpu import cpu_brand
 
 CACHE_FILE_NAME = "ram_bandwidth.json"
 
@@ -64,8 +65,6 @@ def ram_bandwidth_gbps(*, cache_dir: Path | None = None, refresh: bool = False) 
 
 def machine_key() -> str:
     """What identifies 'this machine' for the cache: the CPU brand and the RAM size."""
-    from kaihe_desktop.core.machine.probe import cpu_brand
-
     return f"{cpu_brand()}|{psutil.virtual_memory().total}"
 
 

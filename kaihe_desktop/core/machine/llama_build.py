@@ -22,7 +22,7 @@ def llama_system_info() -> str:
 
     Imports llama_cpp (the native library) on first call; raises ImportError/OSError if it cannot load.
     """
-    import llama_cpp
+    import llama_cpp  # here, not at the top: importing it loads the native library (and may fail)
 
     raw = llama_cpp.llama_print_system_info()
     return raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(raw)

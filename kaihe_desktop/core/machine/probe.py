@@ -8,18 +8,19 @@ instead of a traceback. GPU probing lives in `gpu_probe`; the RAM bandwidth meas
 from __future__ import annotations
 
 import dataclasses
-import functools
 import os
 import platform
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import psutil
 
 from kaihe_desktop.core import paths
 from kaihe_desktop.core.machine import gpus as gpu_probe
+from kaihe_desktop.core.machine.bandwidth import ram_bandwidth_gbps
+from kaihe_desktop.core.machine.cpu import cpu_brand, cpuinfo_dict
 from kaihe_desktop.core.machine.llama_build import extra_buffers_usable
 from kaihe_desktop.core.machine.spec import CpuInfo, DiskInfo, GpuInfo, Machine, ProbeNote, RamInfo
 
@@ -95,29 +96,10 @@ def probe_ram(*, notes: list[ProbeNote]) -> RamInfo:
 
 
 def _with_bandwidth(ram: RamInfo, *, refresh: bool) -> RamInfo:
-    from kaihe_desktop.core.machine.bandwidth import ram_bandwidth_gbps
-
     return dataclasses.replace(ram, bandwidth_gbps=round(ram_bandwidth_gbps(refresh=refresh), 1))
 
 
 # --- CPU ---------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def cpuinfo_dict() -> dict[str, Any]:
-    """py-cpuinfo's answer, once per process (it takes about a second); {} if it fails."""
-    try:
-        import cpuinfo
-
-        info = cpuinfo.get_cpu_info()
-        return dict(info) if isinstance(info, dict) else {}
-    except Exception:
-        return {}
-
-
-def cpu_brand() -> str:
-    brand = cpuinfo_dict().get("brand_raw") or platform.processor() or platform.machine()
-    return str(brand).strip() or "unknown CPU"
 
 
 def probe_cpu(*, notes: list[ProbeNote]) -> CpuInfo:
@@ -195,7 +177,7 @@ def _probe_gpus(
 def llama_gpu_offload(*, notes: list[ProbeNote]) -> bool:
     """Whether the installed llama.cpp build can offload layers to a GPU (CUDA, Metal, Vulkan, ROCm...)."""
     try:
-        import llama_cpp
+        import llama_cpp  # here: loads the native library, and a broken build must only cost a note
     except Exception as exc:
         notes.append(ProbeNote("llama.cpp", f"not importable, GPU offload unknown: {exc}"))
         return False

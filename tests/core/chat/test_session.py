@@ -13,11 +13,12 @@ import pytest
 
 from kaihe_desktop.core.chat.history import HistoryStore
 from kaihe_desktop.core.chat.session import ChatSession, SamplingSettings
-from kaihe_desktop.core.chat.templates import ChatFormat, resolve_chat_format
+from kaihe_desktop.core.chat.templates import ChatFormat, ChatMessage, resolve_chat_format
 from kaihe_desktop.core.engine import protocol as p
 from kaihe_desktop.core.engine.client import EngineClient
 from kaihe_desktop.core.errors import ContextOverflowError, EngineCrashedError
 from kaihe_desktop.core.gguf.meta import read_local
+from kaihe_desktop.core.reasons import ReasonCode
 
 N_CTX = 256
 
@@ -61,7 +62,7 @@ def test_starter_model_chats_in_completion_mode_and_the_reply_is_saved(
     assert {k for k, _ in pieces} == {"answer"}
     assert not reply.partial and reply.notices == ()
     assert reply.stats.prompt_tokens == 4
-    assert reply.stats.stop_reason in (p.STOP_LENGTH, p.STOP_EOS)
+    assert reply.stats.stop_reason in (p.StopReason.LENGTH, p.StopReason.EOS)
     assert reply.stats.ttft_s > 0 and reply.stats.tokens_per_s > 0
 
     assert reply.conversation_id is not None
@@ -116,8 +117,19 @@ def test_a_message_too_long_for_the_context_is_refused_whole(
     session = ChatSession(engine, starter_format, history=history, sampling=SamplingSettings(max_tokens=8))
     session.send("The sea is")
     before = session.messages
-    with pytest.raises(ContextOverflowError, match=f"the context holds {N_CTX} tokens"):
+    with pytest.raises(ContextOverflowError, match=f"the context holds {N_CTX} tokens") as caught:
         session.send("tide " * 400)
+    reason = caught.value.reason  # the numbers, for each front end to word (no flag in the core's sentence)
+    prompt = starter_format.render([ChatMessage("user", "tide " * 400)])
+    assert reason.code == ReasonCode.CONTEXT_OVERFLOW
+    assert (reason.prompt_tokens, reason.reply_reserve_tokens, reason.context_tokens) == (
+        engine.count_tokens(prompt),
+        8,
+        N_CTX,
+    )
+    assert reason.needed_tokens == reason.prompt_tokens + 8 > N_CTX
+    assert engine.loaded is not None and reason.trained_context_tokens == engine.loaded.n_ctx_train > 0
+    assert "--" not in str(caught.value)
     assert session.messages == before  # nothing dropped for nothing, nothing cut
     assert session.conversation_id is not None
     assert len(history.get_conversation(session.conversation_id).messages) == 2
@@ -137,7 +149,7 @@ def test_stop_keeps_a_partial_reply_marked_partial(
             session.stop()
 
     reply = session.send("Once upon a time", on_piece=on_piece)
-    assert reply.partial and reply.stats.stop_reason == p.STOP_USER
+    assert reply.partial and reply.stats.stop_reason == p.StopReason.STOPPED
     assert reply.stats.completion_tokens < 40
     assert session.conversation_id is not None
     saved = history.get_conversation(session.conversation_id).messages[-1]
@@ -167,7 +179,7 @@ def test_engine_killed_mid_reply_leaves_the_partial_in_history(
         saved = history.get_conversation(session.conversation_id).messages[-1]
         assert saved.role == "assistant" and saved.partial
         assert saved.content == "".join(seen) and len(seen) >= 5
-        assert saved.stats["stop_reason"] == p.STOP_CRASH
+        assert saved.stats["stop_reason"] == p.StopReason.CRASHED
 
         client.load(p.LoadOptions(path=str(starter_model_path), n_ctx=N_CTX, n_threads=2, n_threads_batch=2))
         session.sampling = SamplingSettings(max_tokens=4, seed=6)

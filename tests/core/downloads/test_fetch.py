@@ -23,6 +23,7 @@ from kaihe_desktop.core.downloads.fetch import (
     safe_relative_path,
 )
 from kaihe_desktop.core.downloads.part_io import sha256_file
+from kaihe_desktop.core.downloads.pull import run_queue
 from kaihe_desktop.core.downloads.queue import DownloadQueue, resolve_variant
 from kaihe_desktop.core.errors import (
     ChecksumMismatchError,
@@ -259,7 +260,9 @@ def test_bytes_changed_on_disk_after_they_arrived_are_not_verified(
     library = Library(root=tmp_path / "home")
     queue = DownloadQueue(path=tmp_path / "home" / "downloads.json")
     queue.add(repo_id, "Q4_K_M")
-    [outcome] = queue.run(downloader=downloader, library=library, resolve=lambda _i: variant, progress=spoil)
+    [outcome] = run_queue(
+        queue=queue, downloader=downloader, library=library, resolve=lambda _i: variant, progress=spoil
+    )
     assert spoiled
     assert outcome.entry is None and outcome.error is not None and "is corrupt" in outcome.error
     assert library.entries() == () and not part.exists()
@@ -291,14 +294,14 @@ def test_a_range_ignoring_writer_killed_midway_cannot_get_a_corrupt_file_listed(
             )
             second_writer.append(proc.returncode)
 
-    [outcome] = queue.run(
-        downloader=downloader, library=library, resolve=lambda _i: variant, progress=meanwhile
+    [outcome] = run_queue(
+        queue=queue, downloader=downloader, library=library, resolve=lambda _i: variant, progress=meanwhile
     )
     assert second_writer == [-9]  # SIGKILLed after its 1 MiB
     assert outcome.entry is None and outcome.error is not None and "is corrupt" in outcome.error
     assert library.entries() == () and not part.exists()
     hub.clear_faults()
-    [again] = queue.run(downloader=downloader, library=library, resolve=lambda _i: variant)
+    [again] = run_queue(queue=queue, downloader=downloader, library=library, resolve=lambda _i: variant)
     assert again.entry is not None
     for entry in library.entries():  # the library never holds a file whose bytes differ from its hash
         assert entry.sha256 == sha256_file(entry.path) == hashlib.sha256(data).hexdigest()
@@ -436,14 +439,14 @@ def test_disk_filling_up_stops_cleanly_and_library_is_unchanged(
     small = Downloader(models_dir=tmp_path / "home" / "models", open_part=_SmallDisk(2 * MiB))
     queue = DownloadQueue(path=tmp_path / "home" / "downloads.json")
     queue.add(repo_id, "Q4_K_M")
-    [outcome] = queue.run(downloader=small, library=library, resolve=lambda _item: variant)
+    [outcome] = run_queue(queue=queue, downloader=small, library=library, resolve=lambda _item: variant)
     assert outcome.error is not None and "disk filled up" in outcome.error
     assert library.entries() == ()
     assert queue.items()[0].state == "failed"
     [state] = small.partial_state(repo_id, variant)
     assert state.have_bytes == 2 * MiB  # kept: free some space and run again
     roomy = Downloader(models_dir=tmp_path / "home" / "models")
-    [done] = queue.run(downloader=roomy, library=library, resolve=lambda _item: variant)
+    [done] = run_queue(queue=queue, downloader=roomy, library=library, resolve=lambda _item: variant)
     assert done.entry is not None and done.entry.path.read_bytes() == data
 
 
@@ -507,7 +510,7 @@ def test_queue_survives_a_restart(tmp_path: Path, one_file_repo, hub: HubServer)
     assert [i.state for i in restarted.items()] == ["running"]
     assert [i.key for i in restarted.recover(locks_dir=downloader.locks_dir)] == [f"{repo_id}:Q4_K_M"]
     library = Library(root=tmp_path)
-    [outcome] = restarted.run(downloader=downloader, library=library)
+    [outcome] = run_queue(queue=restarted, downloader=downloader, library=library)
     assert outcome.entry is not None and outcome.entry.path.read_bytes() == data
     assert hub.bytes_sent(repo_id, "one-Q4_K_M.gguf") == len(data) - MiB
     assert [i.state for i in DownloadQueue(path=path).items()] == ["done"]
@@ -523,12 +526,15 @@ def test_queue_pause_and_failures(tmp_path: Path, one_file_repo, hub: HubServer)
     downloader = Downloader(models_dir=tmp_path / "models")
     library = Library(root=tmp_path)
     with pytest.raises(DownloadCancelled):
-        queue.run(downloader=downloader, library=library, cancel=cancel)
+        run_queue(queue=queue, downloader=downloader, library=library, cancel=cancel)
     states = {i.repo_id: i.state for i in queue.items()}
     assert states == {"kaihe-dl/no-such-repo": "failed", repo_id: "paused"}
     assert "not found" in (queue.items()[0].error or "")
-    outcomes = DownloadQueue(path=tmp_path / "q.json").run(
-        downloader=downloader, library=library, include_failed=False
+    outcomes = run_queue(
+        queue=DownloadQueue(path=tmp_path / "q.json"),
+        downloader=downloader,
+        library=library,
+        include_failed=False,
     )
     assert [o.entry.repo_id for o in outcomes if o.entry] == [repo_id]
     assert [e.repo_id for e in library.entries()] == [repo_id]

@@ -13,6 +13,7 @@ import pytest
 
 from kaihe_desktop.core.downloads.fetch import Downloader, partial_key
 from kaihe_desktop.core.downloads.lock import DownloadLock, is_downloading
+from kaihe_desktop.core.downloads.pull import run_queue
 from kaihe_desktop.core.downloads.queue import DownloadQueue
 from kaihe_desktop.core.errors import DownloadInProgressError
 from kaihe_desktop.core.hub.variants import RepoFile, Variant
@@ -108,7 +109,9 @@ def test_run_does_not_touch_an_item_another_process_downloads(
     setup, holder, hub: HubServer, tmp_path: Path
 ) -> None:
     downloader, queue, variant, _ = setup
-    outcomes = queue.run(downloader=downloader, library=Library(root=tmp_path), resolve=lambda _i: variant)
+    outcomes = run_queue(
+        queue=queue, downloader=downloader, library=Library(root=tmp_path), resolve=lambda _i: variant
+    )
     assert outcomes == []
     [item] = queue.items()
     assert item.state == "running" and item.owner_pid == holder.pid

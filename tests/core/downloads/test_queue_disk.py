@@ -11,6 +11,7 @@ import pytest
 
 from kaihe_desktop.core import json_store
 from kaihe_desktop.core.downloads.fetch import Downloader
+from kaihe_desktop.core.downloads.pull import run_queue
 from kaihe_desktop.core.downloads.queue import DownloadQueue
 from kaihe_desktop.core.errors import DiskFullError
 from kaihe_desktop.core.hub.variants import RepoFile, Variant
@@ -37,7 +38,9 @@ def test_disk_filling_up_mid_download_is_one_error_and_the_item_is_kept(
         raise DiskFullError("the disk filled up while writing m-Q8_0.gguf; the partial download is kept")
 
     monkeypatch.setattr(downloader, "download_variant", fills_the_disk)
-    [outcome] = queue.run(downloader=downloader, library=Library(root=home), resolve=lambda _item: VARIANT)
+    [outcome] = run_queue(
+        queue=queue, downloader=downloader, library=Library(root=home), resolve=lambda _item: VARIANT
+    )
     assert outcome.error is not None and outcome.error.startswith("the disk filled up while writing")
     [item] = queue.items()  # nothing lost: the item, its files and partial keys are all still there
     assert item.key == "o/m-GGUF:Q8_0" and item.files == ("m-Q8_0.gguf",) and item.partial_keys == ("k1",)

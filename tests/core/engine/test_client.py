@@ -56,8 +56,8 @@ def test_streamed_pieces_make_the_reply_and_stats_add_up(engine: EngineClient) -
     result = engine.generate("The sea is", sampling=GREEDY, on_token=pieces.append)
     assert "".join(pieces) == result.text and result.text.strip()
     assert result.prompt_tokens == engine.count_tokens("The sea is") == 4  # BOS + 3
-    assert result.stop_reason in (p.STOP_LENGTH, p.STOP_EOS)
-    if result.stop_reason == p.STOP_LENGTH:
+    assert result.stop_reason in (p.StopReason.LENGTH, p.StopReason.EOS)
+    if result.stop_reason == p.StopReason.LENGTH:
         assert result.completion_tokens == GREEDY.max_tokens
     assert 0 < result.ttft_s < result.total_s
     assert result.tokens_per_s > 0
@@ -83,7 +83,7 @@ def test_max_tokens_is_clamped_to_the_room_left(engine: EngineClient) -> None:
     result = engine.generate(prompt, sampling=p.SamplingSettings(max_tokens=100, seed=1))
     assert result.completion_tokens <= room
     if result.completion_tokens == room:
-        assert result.stop_reason == p.STOP_CONTEXT
+        assert result.stop_reason == p.StopReason.CONTEXT_FULL
 
 
 def test_stop_from_another_thread_ends_the_reply(engine: EngineClient) -> None:
@@ -95,7 +95,7 @@ def test_stop_from_another_thread_ends_the_reply(engine: EngineClient) -> None:
             threading.Thread(target=engine.stop).start()
     result = stream.result
     assert result is not None
-    assert result.stop_reason == p.STOP_USER
+    assert result.stop_reason == p.StopReason.STOPPED
     assert result.completion_tokens < 50
     assert result.stop_latency_s is not None and result.stop_latency_s < 1.0  # the issue asks for 200 ms
     # the engine is in step again: the next request gets its own answer
@@ -137,7 +137,7 @@ def test_corrupt_model_is_a_load_error_and_the_engine_survives(
         assert client.alive and client.loaded is None
         client.load(p.LoadOptions(path=str(tiny_llama_path), n_ctx=256))
         result = client.generate("hello", sampling=p.SamplingSettings(max_tokens=5, seed=1))
-        assert result.completion_tokens + (result.stop_reason == p.STOP_EOS) >= 1
+        assert result.completion_tokens + (result.stop_reason == p.StopReason.EOS) >= 1
 
 
 def test_missing_model_file_is_a_load_error(tmp_path: Path) -> None:
@@ -187,7 +187,7 @@ def test_stop_during_a_long_prompt_aborts_its_evaluation(engine: EngineClient) -
     assert list(stream) == []
     result = stream.result
     assert result is not None
-    assert result.stop_reason == p.STOP_USER and result.completion_tokens == 0
+    assert result.stop_reason == p.StopReason.STOPPED and result.completion_tokens == 0
     assert result.stop_latency_s is not None and result.stop_latency_s < 1.0
     after = engine.generate(prompt, sampling=GREEDY)  # the aborted prompt left the KV cache consistent
     assert after.prompt_tokens == result.prompt_tokens and after.text.strip()
@@ -208,4 +208,4 @@ def test_a_template_bomb_in_the_gguf_costs_the_engine_nothing(tmp_path: Path) ->
         client.load(p.LoadOptions(path=str(model), n_ctx=256, n_threads=1, n_threads_batch=1))
         rss = psutil.Process(client.pid).memory_info().rss
         assert rss < 250 * 1024 * 1024, f"engine RSS {rss / 2**20:.0f} MiB after loading a tiny model"
-        assert client.generate("ab", sampling=GREEDY).stop_reason in (p.STOP_LENGTH, p.STOP_EOS)
+        assert client.generate("ab", sampling=GREEDY).stop_reason in (p.StopReason.LENGTH, p.StopReason.EOS)

@@ -13,6 +13,7 @@ from kaihe_desktop.core.errors import DoesNotFitError, ModelLoadError
 from kaihe_desktop.core.fit.plan import plan
 from kaihe_desktop.core.machine.profiles import resolve_profile
 from kaihe_desktop.core.machine.spec import Machine
+from kaihe_desktop.core.reasons import ReasonCode
 
 MiB = 1024 * 1024
 
@@ -60,7 +61,8 @@ def test_a_model_that_does_not_fit_is_refused_with_the_headroom_warning(
         with pytest.raises(DoesNotFitError) as caught:
             load_model(engine, starter_model_path, machine=tiny_machine, meta=meta)
         message = str(caught.value)
-        assert starter_model_path.name in message and "does not fit" in message and "--force" in message
+        assert starter_model_path.name in message and "does not fit" in message
+        assert "--" not in message  # the core names no flag: each front end words the reason
         assert engine.loaded is None
 
         loaded, decision = load_model(
@@ -79,3 +81,17 @@ def test_a_model_that_does_not_fit_is_refused_with_the_headroom_warning(
 def test_a_corrupt_file_is_a_load_error_naming_it(corrupt_gguf_path: Path, laptop: Machine) -> None:
     with EngineClient() as engine, pytest.raises(ModelLoadError, match=corrupt_gguf_path.name):
         load_model(engine, corrupt_gguf_path, machine=laptop)
+
+
+def test_the_refusal_carries_its_numbers(starter_model_path: Path, tiny_machine: Machine) -> None:
+    meta = read_meta(starter_model_path)
+    refused = plan(meta, tiny_machine)
+    with pytest.raises(DoesNotFitError) as caught:
+        decide(starter_model_path, meta, tiny_machine)
+    reason = caught.value.reason
+    assert reason is not None and reason.code == ReasonCode.LOAD_DOES_NOT_FIT
+    assert reason.model == starter_model_path.name
+    assert reason.margin_bytes == refused.margin_bytes and reason.headroom_bytes == refused.headroom_bytes
+    # 200 MiB free for a 253 MB model: short by what it lacks plus the margin
+    assert reason.shortfall_bytes == refused.margin_bytes - refused.headroom_bytes > refused.margin_bytes
+    assert (reason.context_tokens, reason.max_fitting_context_tokens) == (refused.n_ctx, refused.max_n_ctx)

@@ -9,6 +9,7 @@ from huggingface_hub import constants
 
 from kaihe_desktop.core.errors import (
     GatedRepoError,
+    HubBusyError,
     HubError,
     HubUnreachableError,
     NotGGUFError,
@@ -78,7 +79,9 @@ def test_split_model_missing_shard(hub: HubServer, split_model_dir: Path) -> Non
 
 def test_gated_repo(hub: HubServer, tiny_llama_path: Path) -> None:
     hub.add_repo("kaihe-test/gated", {"model.gguf": tiny_llama_path}, gated=True)
-    with pytest.raises(GatedRepoError, match=r"kaihe-test/gated/model\.gguf is in a gated repo"):
+    with pytest.raises(
+        GatedRepoError, match=r"kaihe-test/gated/model\.gguf: the repo is gated; accept the licence"
+    ):
         read_remote("kaihe-test/gated", "model.gguf", token=False)
     with pytest.raises(GatedRepoError, match="HTTP 403"):
         read_remote("kaihe-test/gated", "model.gguf", token="hf_not_allowed")
@@ -93,7 +96,7 @@ def test_missing_repo_file_and_revision(hub: HubServer, tiny_llama_path: Path) -
         RepoNotFoundError, match=r"other\.gguf was not found on the Hub: the file does not exist"
     ):
         read_remote("kaihe-test/has-one", "other.gguf")
-    with pytest.raises(RepoNotFoundError, match="revision does not exist"):
+    with pytest.raises(RepoNotFoundError, match="the revision v9 does not exist"):
         read_remote("kaihe-test/has-one", "model.gguf", revision="v9")
 
 
@@ -122,7 +125,9 @@ def test_unreachable_and_slow_hub(hub: HubServer, tiny_llama_path: Path) -> None
 def test_server_errors(hub: HubServer, tiny_llama_path: Path) -> None:
     hub.add_repo("kaihe-test/flaky", {"model.gguf": tiny_llama_path})
     hub.inject("kaihe-test/flaky", "model.gguf", status=503, times=1000)  # one 503 is retried (hub_retry)
-    with pytest.raises(HubError, match=r"kaihe-test/flaky/model\.gguf: the Hub answered HTTP 503"):
+    with pytest.raises(
+        HubBusyError, match=r"kaihe-test/flaky/model\.gguf: failed after 2 attempts: HTTP 503"
+    ):
         read_remote("kaihe-test/flaky", "model.gguf", retry=RetryPolicy(max_attempts=2, backoff_base_s=0.01))
 
 

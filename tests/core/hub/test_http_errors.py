@@ -64,7 +64,11 @@ def _refusals(repo_id: str, variant: Variant, tmp_path: Path) -> dict[str, HubEr
 
 
 def _leads(repo_id: str) -> dict[str, str]:
-    return {"download": repo_id, "header": f"{repo_id}/{FILE}", "listing": f"listing the files of {repo_id}"}
+    return {
+        "download": f"{repo_id}/{FILE}",
+        "header": f"{repo_id}/{FILE}",
+        "listing": f"listing the files of {repo_id}",
+    }
 
 
 def test_a_valid_token_without_access_says_where_to_ask(

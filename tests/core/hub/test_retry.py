@@ -10,12 +10,19 @@ import time
 from pathlib import Path
 
 import pytest
+from huggingface_hub import HfApi, get_hf_file_metadata, hf_hub_url
 from huggingface_hub import errors as hf_errors
-from huggingface_hub import get_hf_file_metadata, hf_hub_url
 
 from kaihe_desktop.core.downloads.fetch import Downloader
-from kaihe_desktop.core.errors import DownloadCancelled, DownloadError, HubError, HubUnreachableError
+from kaihe_desktop.core.errors import (
+    DownloadCancelled,
+    DownloadError,
+    HubBusyError,
+    HubRequestCancelled,
+    HubUnreachableError,
+)
 from kaihe_desktop.core.gguf.meta import read_remote
+from kaihe_desktop.core.hub.listing import list_repo_files
 from kaihe_desktop.core.hub.retry import Failure, Retrier, RetryPolicy, failure_of
 from kaihe_desktop.core.hub.variants import RepoFile, Variant
 from tests.helpers.hub_server import HubServer
@@ -155,9 +162,27 @@ def test_header_reads_retry_429_and_503_like_downloads(hub: HubServer, tiny_llam
     hub.inject("kaihe-retry/header", "model.gguf", status=429, times=2, retry_after=0)
     assert read_remote("kaihe-retry/header", "model.gguf", retry=quick).architecture == "llama"
     hub.inject("kaihe-retry/header", "model.gguf", status=503, times=1000)
-    with pytest.raises(HubError, match=r"model\.gguf: the Hub answered HTTP 503 \(6 attempts"):
+    with pytest.raises(HubBusyError, match=r"model\.gguf: failed after 6 attempts: HTTP 503"):
         read_remote("kaihe-retry/header", "model.gguf", retry=quick)
     assert [r.status for r in hub.requests("kaihe-retry/header")] == [429, 429, 302, 206] + [503] * 6
+
+
+def test_tree_listings_retry_429_and_503_like_header_reads(
+    hub: HubServer, repo: tuple[str, bytes, Variant]
+) -> None:
+    """Old code: HfApi.list_repo_tree retried inside huggingface_hub, 1+2+4+8 s in time.sleep, unpausable."""
+    repo_id, _, variant = repo
+    quick = RetryPolicy(backoff_base_s=0.01, backoff_max_s=0.05)
+    hub.inject(repo_id, None, status=429, times=1, retry_after=0)  # every request about the repo
+    assert list_repo_files(HfApi(), repo_id, retry=quick) == variant.files
+    hub.inject(repo_id, None, status=503, times=2)
+    assert list_repo_files(HfApi(), repo_id, retry=quick) == variant.files
+    assert [r.status for r in hub.requests(repo_id) if "/tree/" in r.path] == [429, 200, 503, 503, 200]
+    hub.inject(repo_id, None, status=503, times=1000)
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(HubRequestCancelled, match=f"listing the files of {repo_id}: cancelled"):
+        list_repo_files(HfApi(), repo_id, cancel=cancel)
 
 
 def test_pause_while_the_server_went_silent_mid_file(

@@ -18,7 +18,7 @@ from kaihe_desktop.core.machine.bandwidth import (
     measure_copy_bandwidth,
     ram_bandwidth_gbps,
 )
-from kaihe_desktop.core.machine.probe import cpu_brand
+from kaihe_desktop.core.machine.cpu import cpu_brand
 
 GIB = 2**30
 

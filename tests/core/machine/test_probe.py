@@ -10,10 +10,10 @@ from pathlib import Path
 import llama_cpp
 import pytest
 
+from kaihe_desktop.core.machine.cpu import cpuinfo_dict
 from kaihe_desktop.core.machine.gpus import apple_gpus, apple_metal_budget, nvidia_gpus, sysfs_gpus
 from kaihe_desktop.core.machine.probe import (
     X86_FEATURES,
-    cpuinfo_dict,
     llama_cpu_features,
     llama_gpu_offload,
     normalize_arch,
