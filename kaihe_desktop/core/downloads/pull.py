@@ -50,7 +50,7 @@ from kaihe_desktop.core.fit.quants import Pick, QuantOption, pick
 from kaihe_desktop.core.gguf.meta import read_remote
 from kaihe_desktop.core.hub.listing import list_repo_files, probe_endpoint, run_with_deadline
 from kaihe_desktop.core.hub.variants import RepoFile, Variant, find_variant, group_variants
-from kaihe_desktop.core.library import DeleteResult, Library, LibraryEntry
+from kaihe_desktop.core.library import DeleteResult, Library, LibraryEntry, LibrarySource
 
 if TYPE_CHECKING:
     from kaihe_desktop.core.fit.plan import Plan
@@ -287,7 +287,7 @@ def installed_entry(library: Library, repo_id: str, quant: str | None = None) ->
     for entry in library.entries():
         if entry.repo_id is None or entry.repo_id.lower() != repo_id.lower() or not entry.present:
             continue
-        if entry.source != "hub":
+        if entry.source != LibrarySource.HUB:
             continue
         if quant is None or (entry.quant or "").upper() == quant.upper():
             return entry

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Final
 
 from huggingface_hub import HfApi
-from huggingface_hub.hf_api import RepoFile as HubRepoFile
 
 from kaihe_desktop.core.errors import ModelFileError, ModelNotFoundError
 from kaihe_desktop.core.fit.advice import Advice, warnings
@@ -30,8 +29,8 @@ from kaihe_desktop.core.fit.quants import Pick, QuantOption, pick, weights_scale
 from kaihe_desktop.core.fit.upgrades import Upgrade, evaluate_upgrade, next_quant_up, upgrades_for
 from kaihe_desktop.core.gguf.meta import read_local, read_remote
 from kaihe_desktop.core.gguf.model_meta import ModelMeta
-from kaihe_desktop.core.hub.listing import hub_errors, run_with_deadline
-from kaihe_desktop.core.hub.variants import RepoFile, Variant, group_variants
+from kaihe_desktop.core.hub.listing import list_repo_files, run_with_deadline
+from kaihe_desktop.core.hub.variants import Variant, group_variants
 from kaihe_desktop.core.machine.spec import Machine
 from kaihe_desktop.core.machine.tiers import TierInfo, tier_for
 from kaihe_desktop.core.names import check_path_text, check_repo_id
@@ -249,14 +248,7 @@ def repo_variants(api: HfApi, repo_id: str, *, revision: str = "main") -> tuple[
     """The repo's GGUF variants (one per quant, shards joined), from one recursive tree listing."""
 
     def listing() -> tuple[Variant, ...]:
-        with hub_errors(f"listing the files of {repo_id}"):
-            entries = api.list_repo_tree(repo_id, recursive=True, revision=revision)
-            files = [
-                RepoFile(path=e.path, size_bytes=int(e.size), sha256=e.lfs.sha256 if e.lfs else None)
-                for e in entries
-                if isinstance(e, HubRepoFile)
-            ]
-        return group_variants(files)
+        return group_variants(list_repo_files(api, repo_id, revision=revision))
 
     variants = run_with_deadline(listing, timeout_s=HUB_LISTING_TIMEOUT_S, what=f"listing {repo_id}")
     if not variants:
