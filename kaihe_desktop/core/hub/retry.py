@@ -226,15 +226,20 @@ def _hang_up_on_cancel(
         return None
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
-    if not isinstance(sock, socket.socket):
-        return None
+
+    def hang_up() -> None:
+        if isinstance(sock, socket.socket):
+            with contextlib.suppress(OSError, ValueError):
+                sock.shutdown(socket.SHUT_RD)  # wakes the blocked read; the caller then closes
+        else:  # no socket to reach (another transport): closing the stream ends the read too
+            with contextlib.suppress(Exception):
+                response.close()
 
     def watch() -> None:
         while not done.is_set():
             if cancel.wait(0.1):
                 if not done.wait(HANG_UP_AFTER_S):
-                    with contextlib.suppress(OSError, ValueError):
-                        sock.shutdown(socket.SHUT_RD)  # wakes the blocked read; the caller then closes
+                    hang_up()
                 return
 
     thread = threading.Thread(target=watch, name="kaihe-cancel-watch", daemon=True)
