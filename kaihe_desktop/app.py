@@ -9,18 +9,28 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from PySide6.QtGui import QAction, QIcon, QKeySequence
 from PySide6.QtWidgets import QApplication
 
 from kaihe_desktop.qt import workers
+from kaihe_desktop.qt.controllers.catalog import CatalogController
+from kaihe_desktop.qt.controllers.downloads import DownloadsController
 from kaihe_desktop.qt.controllers.library import LibraryController
 from kaihe_desktop.qt.controllers.machine import MachineController
 from kaihe_desktop.qt.controllers.status import StatusController
+from kaihe_desktop.qt.dialogs.settings import SettingsDialog
 from kaihe_desktop.qt.errors import ErrorPresenter
 from kaihe_desktop.qt.main_window import MainWindow
+from kaihe_desktop.qt.views.discover import DiscoverView
+from kaihe_desktop.qt.views.downloads import DownloadsView
 from kaihe_desktop.qt.views.machine import MachineView
 from kaihe_desktop.qt.views.models import ModelsView
-from kaihe_desktop.services import Services, versions
+from kaihe_desktop.services import Preferences, Services, versions
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources"
+ICON_SIZES = (16, 32, 48, 64, 128, 256)
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
@@ -38,7 +48,18 @@ def application(argv: Sequence[str]) -> QApplication:
     app.setApplicationName("KAIHE Desktop")
     app.setOrganizationName("KAIHE")
     app.setDesktopFileName("kaihe-desktop")
+    app.setWindowIcon(app_icon())
     return app
+
+
+def app_icon() -> QIcon:
+    """The KAIHE icon at every size rendered from resources/icons/kaihe-desktop.svg (empty when absent)."""
+    icon = QIcon()
+    for size in ICON_SIZES:
+        png = RESOURCES / "icons" / f"kaihe-desktop-{size}.png"
+        if png.is_file():
+            icon.addFile(str(png))
+    return icon
 
 
 def create_window(argv: Sequence[str] | None = None, *, services: Services | None = None) -> MainWindow:
@@ -49,8 +70,19 @@ def create_window(argv: Sequence[str] | None = None, *, services: Services | Non
         services = Services.create(profile=parse_args(args_list).profile)
 
     errors = ErrorPresenter()
-    machine = MachineController(services.machine_summary, errors)
-    library = LibraryController(services.library, errors)
+    machine = MachineController(
+        services.machine_summary_for,
+        errors,
+        profiles=services.machine_profiles,
+        settings=services.settings,
+        profile=services.profile,  # --profile wins over the machine remembered from last time
+        margin_bytes=lambda: Preferences.read(services.settings).margin_bytes,
+    )
+    Preferences.read(services.settings).apply_environment()
+    library = LibraryController(
+        services.library, errors, preferences=lambda: Preferences.read(services.settings)
+    )
+    machine.active_machine_changed.connect(library.set_machine)
     status = StatusController(services.status_snapshot)
     window = MainWindow(
         errors=errors, status=status, machine=machine, settings=services.settings, versions=versions
@@ -58,13 +90,47 @@ def create_window(argv: Sequence[str] | None = None, *, services: Services | Non
     for controller in (errors, machine, library, status):
         controller.setParent(window)
 
+    window.setWindowIcon(app_icon())
     window.add_page("models", "My models", ModelsView(library))
     window.add_page("machine", "This machine", MachineView(machine))
+    catalog = CatalogController(services.catalog, services.recommendations, machine, errors, parent=window)
+    discover = DiscoverView(catalog)
+    window.add_page("discover", "Discover", discover)
+    downloads = DownloadsController(  # the window's, not a view's: downloads go on across pages
+        queue=services.queue, library=services.library, downloader=services.downloader(),
+        machine=lambda: machine.machine or services.load_machine(), errors=errors, parent=window,
+    )  # fmt: skip
+    window.add_page(
+        "downloads", "Downloads", DownloadsView(downloads, free_disk=lambda: window.show_page("models"))
+    )
+    downloads.installed.connect(lambda _entry: library.refresh())
+    find = QAction("Find models", window)
+    find.setObjectName("action-find-models")
+    find.setShortcut(QKeySequence("Ctrl+K"))
+
+    def find_models() -> None:
+        window.show_page("discover")
+        discover.focus_search()
+
+    find.triggered.connect(find_models)
+    window.addAction(find)
 
     window.show_page("machine")
     window.restore_state()
     window.page_changed.connect(lambda key: library.refresh() if key == "models" else None)
+
+    def open_settings() -> None:
+        dialog = SettingsDialog(
+            services.settings, default_models_dir=services.home / "models", profile=services.profile,
+            errors=errors, parent=window,
+        )  # fmt: skip
+        dialog.accepted.connect(library.refresh_fits)
+        dialog.finished.connect(dialog.deleteLater)
+        dialog.open()
+
+    window.settings_requested.connect(open_settings)
     library.refresh()
+    downloads.restore()
     window.start()
     return window
 

@@ -10,9 +10,10 @@ parts it uses.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -21,6 +22,9 @@ import psutil
 
 from kaihe_desktop.core import json_store, paths
 from kaihe_desktop.core.downloads.queue import DownloadQueue
+from kaihe_desktop.core.errors import KaiheError
+from kaihe_desktop.core.fit.kv_types import KVCacheType
+from kaihe_desktop.core.fit.plan import DEFAULT_CONTEXT, DEFAULT_MARGIN_BYTES
 from kaihe_desktop.core.library import Library
 from kaihe_desktop.core.machine.spec import GpuVendor, Machine, ProbeNote
 from kaihe_desktop.core.machine.tiers import TierInfo, tier_for
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
     from kaihe_desktop.core.downloads.fetch import Downloader
     from kaihe_desktop.core.engine.client import EngineClient
     from kaihe_desktop.core.hub.catalog import Catalog
+    from kaihe_desktop.core.hub.recommend import RecommendationSet
 
 SETTINGS_NAME = "settings.json"
 SETTINGS_VERSION = 1
@@ -77,6 +82,73 @@ def _parse_settings(data: Any) -> dict[str, Any]:
     return {str(k): v for k, v in values.items()}
 
 
+PREFERENCES_PREFIX = "prefs."
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """What the Settings dialog edits, kept in the settings store under ``prefs.*`` (a bad value reads as
+    the default). The models folder takes effect at the next start; offline mode at once (HF_HUB_OFFLINE)."""
+
+    models_dir: str | None = None  # None: <KAIHE_HOME>/models
+    threads: int = 0  # 0: llama.cpp's default
+    gpu_layers: int | None = None  # None: auto (the planner's most layers that fit); -1: all
+    n_ctx: int = DEFAULT_CONTEXT
+    kv_type: KVCacheType = KVCacheType.F16
+    margin_bytes: int = DEFAULT_MARGIN_BYTES
+    offline: bool = False
+
+    @classmethod
+    def read(cls, settings: Settings) -> Preferences:
+        d = cls()
+        get = settings.get
+
+        def integer(key: str, default: int, low: int) -> int:
+            value = get(PREFERENCES_PREFIX + key, default)
+            usable = isinstance(value, int) and not isinstance(value, bool) and value >= low
+            return value if usable else default
+
+        folder = get(PREFERENCES_PREFIX + "models_dir")
+        layers = get(PREFERENCES_PREFIX + "gpu_layers")
+        try:
+            kv = KVCacheType.parse(str(get(PREFERENCES_PREFIX + "kv_type", d.kv_type)))
+        except KaiheError:
+            kv = d.kv_type
+        return cls(
+            models_dir=folder if isinstance(folder, str) and folder else None,
+            threads=integer("threads", d.threads, 0),
+            gpu_layers=layers
+            if isinstance(layers, int) and not isinstance(layers, bool) and layers >= -1
+            else None,
+            n_ctx=integer("n_ctx", d.n_ctx, 256),
+            kv_type=kv,
+            margin_bytes=integer("margin_bytes", d.margin_bytes, 0),
+            offline=get(PREFERENCES_PREFIX + "offline") is True,
+        )
+
+    def save(self, settings: Settings) -> None:
+        """One write of every key (DiskFullError / StateFileError when it cannot be saved)."""
+        settings.update(
+            {
+                PREFERENCES_PREFIX + "models_dir": self.models_dir,
+                PREFERENCES_PREFIX + "threads": self.threads,
+                PREFERENCES_PREFIX + "gpu_layers": self.gpu_layers,
+                PREFERENCES_PREFIX + "n_ctx": self.n_ctx,
+                PREFERENCES_PREFIX + "kv_type": str(self.kv_type),
+                PREFERENCES_PREFIX + "margin_bytes": self.margin_bytes,
+                PREFERENCES_PREFIX + "offline": self.offline,
+            }
+        )
+
+    def apply_environment(self, *, was: Preferences | None = None) -> None:
+        """Offline mode for everything that asks huggingface_hub afterwards (core's is_offline reads it).
+        It is only turned off when ``was`` had it on: an HF_HUB_OFFLINE set by the user is left alone."""
+        if self.offline:
+            os.environ["HF_HUB_OFFLINE"] = "1"
+        elif was is not None and was.offline:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+
+
 @dataclass(frozen=True)
 class MachineSummary:
     """The machine (probed or a profile) and its tier: what the "This machine" page shows."""
@@ -84,6 +156,15 @@ class MachineSummary:
     machine: Machine
     tier: TierInfo
     profile: str | None = None  # the profile's name when acting as another machine
+
+
+@dataclass(frozen=True)
+class ProfileChoice:
+    """A machine the window can act as: a shipped profile (by name) or a saved profile file (by path)."""
+
+    key: str  # what `Services.machine_summary_for` takes: "rtx4060-16gb" or "/path/to/profile.json"
+    label: str  # the profile's machine name ("16 GB + RTX 4060 8 GB"); the file name when it has none
+    shipped: bool = True
 
 
 @dataclass(frozen=True)
@@ -141,7 +222,9 @@ class Services:
         """Services over ``home`` (default: KAIHE_HOME or the platform folder), acting as ``profile``
         (a shipped profile name or a profile file) when given, else this machine's probe."""
         root = home if home is not None else paths.home()
-        models = root / "models"
+        settings = Settings(root / SETTINGS_NAME)
+        chosen = Preferences.read(settings).models_dir
+        models = Path(chosen).expanduser() if chosen else root / "models"
 
         def load_machine() -> Machine:
             if profile:
@@ -176,7 +259,7 @@ class Services:
             home=root,
             library=Library(root=root, models_dir=models),
             queue=DownloadQueue(path=root / "downloads.json"),
-            settings=Settings(root / SETTINGS_NAME),
+            settings=settings,
             load_machine=load_machine,
             downloader=downloader,
             open_history=open_history,
@@ -190,6 +273,46 @@ class Services:
     def machine_summary(self) -> MachineSummary:
         machine = self.load_machine()
         return MachineSummary(machine=machine, tier=tier_for(machine), profile=self.profile)
+
+    def machine_summary_for(self, profile: str | None) -> MachineSummary:
+        """Act as another machine: a shipped profile name or a profile file, or None for this computer's
+        probe. The profile Services was created with goes through `load_machine` (which tests replace)."""
+        if profile == self.profile:
+            return self.machine_summary()
+        if profile is None:
+            from kaihe_desktop.core.machine.probe import probe
+
+            machine = probe(models_dir=self.library.models_dir)
+        else:
+            from kaihe_desktop.core.machine.profiles import resolve_profile
+
+            machine = resolve_profile(profile)
+        return MachineSummary(machine=machine, tier=tier_for(machine), profile=profile)
+
+    def machine_profiles(self, files: Sequence[str] = ()) -> tuple[ProfileChoice, ...]:
+        """The shipped profiles, then those of ``files`` that still read as profiles, each with its label."""
+        from kaihe_desktop.core.machine.profiles import shipped_profiles
+        from kaihe_desktop.core.machine.spec import ProfileError
+
+        found: list[ProfileChoice] = []
+        for name, path in shipped_profiles().items():
+            try:
+                found.append(ProfileChoice(name, Machine.load(path).name or name))
+            except ProfileError:
+                continue  # a damaged package file: not offered
+        for file in files:
+            try:
+                machine = Machine.load(Path(file))
+            except ProfileError:
+                continue  # moved or deleted since it was opened
+            found.append(ProfileChoice(file, machine.name or Path(file).name, shipped=False))
+        return tuple(found)
+
+    def recommendations(self, machine: Machine, catalog: Catalog | None) -> RecommendationSet:
+        """The best curated model per use case for ``machine``, checked on the Hub through ``catalog``."""
+        from kaihe_desktop.core.hub.recommend import recommend
+
+        return recommend(machine, catalog=catalog)
 
     def status_snapshot(self) -> StatusSnapshot:
         """Live RAM (and NVIDIA VRAM) use of this machine, and how many downloads are queued or running."""

@@ -57,6 +57,7 @@ class MainWindow(QMainWindow):
     page_changed = Signal(str)
     status_shown = Signal()
     about_shown = Signal(object)  # the AboutDialog
+    settings_requested = Signal()  # File > Settings… (Ctrl+,); app.py opens the dialog
 
     def __init__(
         self,
@@ -115,6 +116,7 @@ class MainWindow(QMainWindow):
         errors.cleared.connect(self.banner.hide)
         status.updated.connect(self._show_status)
         status.failed.connect(self._show_status_failure)
+        machine.active_machine_changed.connect(self._show_active_machine)
 
     # --- pages -----------------------------------------------------------------------------------------
 
@@ -203,6 +205,14 @@ class MainWindow(QMainWindow):
     def _build_menus(self) -> None:
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
+        settings_action = QAction("&Settings…", self)
+        settings_action.setObjectName("action-settings")
+        settings_action.setShortcut(QKeySequence("Ctrl+,"))
+        settings_action.setMenuRole(QAction.MenuRole.PreferencesRole)
+        settings_action.triggered.connect(self.settings_requested)
+        file_menu.addAction(settings_action)
+        self.addAction(settings_action)
+        self.settings_action = settings_action
         quit_action = QAction("&Quit", self)
         quit_action.setObjectName("action-quit")
         quit_action.setShortcut(QKeySequence("Ctrl+Q"))
@@ -290,6 +300,11 @@ class MainWindow(QMainWindow):
         self.downloads_label = QLabel("", bar)
         self.downloads_label.setObjectName("status-downloads")
         bar.addWidget(self.model_label, 1)
+        self.machine_label = QLabel("", bar)
+        self.machine_label.setObjectName("status-machine")
+        self.machine_label.setContentsMargins(0, 0, 12, 0)
+        self.machine_label.hide()
+        bar.addPermanentWidget(self.machine_label)
         bar.addPermanentWidget(self.downloads_label)
         bar.addPermanentWidget(self.memory_label)
 
@@ -303,6 +318,18 @@ class MainWindow(QMainWindow):
         if snapshot.notices:
             self._show_banner(Presentation("Note", "; ".join(snapshot.notices), Severity.INFO, Action.NONE))
         self.status_shown.emit()
+
+    def _show_active_machine(self, machine: object) -> None:
+        """Acting as another machine: the status bar says so (its meters stay this computer's)."""
+        profile = self._machine.profile
+        name = getattr(machine, "name", "") or profile
+        self.machine_label.setText(f"Acting as {name}" if profile else "")
+        self.machine_label.setToolTip(
+            f"Fit badges, picks and warnings are for the profile {profile}; the meters show this computer"
+            if profile
+            else ""
+        )
+        self.machine_label.setVisible(bool(profile))
 
     def _show_status_failure(self, exc: BaseException) -> None:
         self.memory_label.setText("RAM unknown")

@@ -1,0 +1,1 @@
+"""Small reusable widgets: fit badges, memory bars, usage bars."""
