@@ -15,7 +15,6 @@ from kaihe_desktop.cli.common import add_json_arg, emit_json, human_bytes, rende
 from kaihe_desktop.core.downloads.fetch import Downloader
 from kaihe_desktop.core.downloads.pull import remove
 from kaihe_desktop.core.downloads.queue import DiscardResult, DownloadQueue
-from kaihe_desktop.core.errors import KaiheError
 from kaihe_desktop.core.library import Library
 
 
@@ -57,11 +56,9 @@ def run_models(args: argparse.Namespace) -> int:
         added.append(library.import_starter())
     skipped: list[str] = []
     if args.add_cached:
-        for offer in library.discover_hf_cache():
-            try:
-                added.append(library.add_from_hf_cache(offer))
-            except KaiheError as exc:  # one unreadable file does not stop the others
-                skipped.append(f"skipped {offer.repo_id}/{offer.repo_path}: {exc}")
+        adopted = library.adopt_hf_cache()
+        added.extend(adopted.added)
+        skipped.extend(f"skipped {o.repo_id}/{o.repo_path}: {exc}" for o, exc in adopted.skipped)
     entries = library.entries()
     offers = library.discover_hf_cache()
     paused = list(DownloadQueue().pending())

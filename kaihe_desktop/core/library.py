@@ -194,6 +194,14 @@ class CachedGGUF:
 
 
 @dataclass(frozen=True)
+class AdoptResult:
+    """What adopting cached GGUFs did: one unreadable file does not stop the others."""
+
+    added: tuple[LibraryEntry, ...]
+    skipped: tuple[tuple[CachedGGUF, KaiheError], ...]
+
+
+@dataclass(frozen=True)
 class DeletePlan:
     """What deleting an entry does; nothing is touched until `Library.execute(plan)`."""
 
@@ -545,6 +553,18 @@ class Library:
             replace(entry, quant=cached.quant or entry.quant, revision=cached.revision),
             same=lambda e: e.name == entry.name,
         )
+
+    def adopt_hf_cache(self, offers: Sequence[CachedGGUF] | None = None) -> AdoptResult:
+        """List cached GGUFs in place (all that are offered when ``offers`` is None), skipping the ones that
+        cannot be used, each with its error, so both front ends report the same outcome."""
+        added: list[LibraryEntry] = []
+        skipped: list[tuple[CachedGGUF, KaiheError]] = []
+        for offer in self.discover_hf_cache() if offers is None else offers:
+            try:
+                added.append(self.add_from_hf_cache(offer))
+            except KaiheError as exc:
+                skipped.append((offer, exc))
+        return AdoptResult(added=tuple(added), skipped=tuple(skipped))
 
     def touch(self, key: str) -> LibraryEntry:
         """Mark a model as used now."""

