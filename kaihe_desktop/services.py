@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from kaihe_desktop.core.engine.client import EngineClient
     from kaihe_desktop.core.hub.catalog import Catalog
     from kaihe_desktop.core.hub.recommend import RecommendationSet
+    from kaihe_desktop.core.hub.recommend_data import Recommendations
 
 SETTINGS_NAME = "settings.json"
 SETTINGS_VERSION = 1
@@ -215,6 +216,7 @@ class Services:
     catalog: Callable[[Machine], Catalog]
     engine: Callable[[], EngineClient]  # starts nothing until load(); the process is a child
     profile: str | None = None
+    recommendation_data: Recommendations | None = None  # None: the shipped recommendations file
     _vram: _VramReader = field(default_factory=_VramReader, repr=False, compare=False)
 
     @classmethod
@@ -312,7 +314,7 @@ class Services:
         """The best curated model per use case for ``machine``, checked on the Hub through ``catalog``."""
         from kaihe_desktop.core.hub.recommend import recommend
 
-        return recommend(machine, catalog=catalog)
+        return recommend(machine, catalog=catalog, data=self.recommendation_data)
 
     def status_snapshot(self) -> StatusSnapshot:
         """Live RAM (and NVIDIA VRAM) use of this machine, and how many downloads are queued or running."""

@@ -51,6 +51,7 @@ class Page:
     widget: QWidget
     button: QToolButton
     action: QAction
+    nav: bool = True  # in the sidebar and the View menu
 
 
 class MainWindow(QMainWindow):
@@ -120,9 +121,12 @@ class MainWindow(QMainWindow):
 
     # --- pages -----------------------------------------------------------------------------------------
 
-    def add_page(self, key: str, title: str, widget: QWidget) -> Page:
-        """One sidebar entry, one View-menu action (Ctrl+1, Ctrl+2, … in order) and one page."""
-        number = len(self.pages) + 1
+    def add_page(self, key: str, title: str, widget: QWidget, *, nav: bool = True) -> Page:
+        """One sidebar entry, one View-menu action (Ctrl+1, Ctrl+2, … in order) and one page.
+
+        ``nav=False``: a page shown only by `show_page` (the first start's welcome), with no sidebar entry,
+        menu action or shortcut."""
+        number = sum(1 for p in self.pages.values() if p.nav) + 1
         button = QToolButton(self.sidebar)
         button.setObjectName(f"nav-{key}")
         button.setText(title)
@@ -139,14 +143,17 @@ class MainWindow(QMainWindow):
         action = QAction(title, self)
         action.setObjectName(f"action-page-{key}")
         action.setCheckable(True)
-        if number <= 9:
-            action.setShortcut(QKeySequence(f"Ctrl+{number}"))
         self._page_actions.addAction(action)
-        self._view_menu.addAction(action)
-        self.addAction(action)  # the shortcut works in the whole window, menu bar or not
+        if nav:
+            if number <= 9:
+                action.setShortcut(QKeySequence(f"Ctrl+{number}"))
+            self._view_menu.addAction(action)
+            self.addAction(action)  # the shortcut works in the whole window, menu bar or not
+        else:
+            button.hide()
 
         self.stack.addWidget(widget)
-        page = Page(key, title, widget, button, action)
+        page = Page(key, title, widget, button, action, nav)
         self.pages[key] = page
         button.clicked.connect(lambda: self.show_page(key))
         action.triggered.connect(lambda: self.show_page(key))
@@ -260,6 +267,7 @@ class MainWindow(QMainWindow):
         row.addWidget(self.banner_label, 1)
         self.banner_action = QPushButton("", banner)
         self.banner_action.setObjectName("error-action")
+        self.banner_action.setAccessibleName("the error's action")
         self.banner_action.clicked.connect(self._banner_action_clicked)
         row.addWidget(self.banner_action)
         dismiss = QPushButton("Dismiss", banner)
@@ -279,6 +287,7 @@ class MainWindow(QMainWindow):
         self.banner_label.setText(text)
         can_act = shown.action is Action.RETRY and self._errors.retry is not None
         self.banner_action.setText(shown.action.value)
+        self.banner_action.setAccessibleName(shown.action.value)
         self.banner_action.setVisible(can_act)
         self.banner.setAccessibleDescription(shown.text)
         self.banner.show()
@@ -307,6 +316,10 @@ class MainWindow(QMainWindow):
         bar.addPermanentWidget(self.machine_label)
         bar.addPermanentWidget(self.downloads_label)
         bar.addPermanentWidget(self.memory_label)
+
+    def show_chosen_model(self, name: str) -> None:
+        """The model chosen for chat (ChosenModel.model_chosen), until the Chat view loads it."""
+        self.model_label.setText(f"Chosen for chat: {name}")
 
     def _show_status(self, snapshot: StatusSnapshot) -> None:
         text = f"RAM {fmt.memory_use(snapshot.ram_used_bytes, snapshot.ram_total_bytes)}"

@@ -18,6 +18,7 @@ from pytestqt.qtbot import QtBot
 from kaihe_desktop.app import create_window
 from kaihe_desktop.core import json_store
 from kaihe_desktop.qt import workers
+from kaihe_desktop.qt.controllers.first_run import FIRST_RUN_KEY
 from kaihe_desktop.qt.main_window import MainWindow
 from kaihe_desktop.services import Services
 
@@ -47,8 +48,11 @@ def no_worker_left_running(qapp: QApplication) -> Iterator[None]:
 
 @pytest.fixture
 def services(kaihe_home: Path) -> Services:
-    """Services over a fresh KAIHE_HOME, acting as the RTX 4060 laptop profile."""
-    return Services.create(home=kaihe_home, profile=PROFILE)
+    """Services over a fresh KAIHE_HOME, acting as the RTX 4060 laptop profile, past its first start (the
+    welcome page and the starter import are tests/qt/test_first_run*.py's)."""
+    services = Services.create(home=kaihe_home, profile=PROFILE)
+    services.settings.set(FIRST_RUN_KEY, True)
+    return services
 
 
 @pytest.fixture

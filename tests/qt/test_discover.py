@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QUrl
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QPushButton
 from pytestqt.modeltest import ModelTester
@@ -421,4 +421,88 @@ def test_switching_the_machine_judges_the_results_again(
     repo = view._controller.model.repos[0]  # noqa: SLF001
     assert repo.pick is not None and str(repo.pick.plan.placement) == "gpu"
     assert view.proxy.index(0, FIT).data() == view.badge.text()
+    _wait_idle(qtbot)
+
+
+def test_the_use_case_filter_keeps_the_repos_core_puts_in_that_use_case(
+    qtbot: QtBot,
+    hub: HubServer,
+    tiny_files: dict[str, Path],
+    small_services: Services,
+    make_window: Callable[[Services], MainWindow],
+) -> None:
+    from kaihe_desktop.core.hub.recommend_data import load_recommendations, use_case_matches
+
+    tiny = {"T-Q4_0.gguf": tiny_files["Tiny-Q4_0.gguf"]}
+    _add(hub, "kdiscU/Tiny-Chat-GGUF", tiny, license="apache-2.0", downloads=30)
+    _add(hub, "kdiscU/Tiny-Coder-GGUF", tiny, license="apache-2.0", downloads=20)
+    hub.add_repo("kdiscU/Plain-GGUF", {**tiny, "README.md": b"# card\n"}, tags=("gguf", "code"), downloads=10)
+    window = make_window(small_services)
+    view = _discover(qtbot, window)
+    box = view.use_case_box
+    assert box.objectName() == "discover-use-case" and box.accessibleName()
+    cases = load_recommendations().use_cases
+    assert [box.itemText(i) for i in range(box.count())] == ["Any use", *(c.title for c in cases)]
+    assert "keywords" in box.toolTip()
+    _search(qtbot, view, "kdiscu", 3)
+
+    box.setCurrentIndex(box.findData("coding"))
+    assert view.proxy.use_case == "coding"
+    # the coder by its name, the plain repo by its Hub tag "code"; the chat model is not for coding
+    assert sorted(r.repo_id for r in _repos(view)) == ["kdiscU/Plain-GGUF", "kdiscU/Tiny-Coder-GGUF"]
+    assert "2 shown with the filters" in view.status_label.text()
+    box.setCurrentIndex(box.findData("general-chat"))
+    assert [r.repo_id for r in _repos(view)] == ["kdiscU/Tiny-Chat-GGUF"]
+    for case in cases:  # the proxy says what the core says, for every use case
+        box.setCurrentIndex(box.findData(case.id))
+        expected = {
+            r.repo_id
+            for r in view._controller.model.repos  # noqa: SLF001
+            if use_case_matches(case.id, r.repo_id, r.hub.tags)
+        }
+        assert {r.repo_id for r in _repos(view)} == expected
+    box.setCurrentIndex(0)
+    assert view.proxy.use_case is None and view.proxy.rowCount() == 3
+    _wait_idle(qtbot)
+
+
+CARD_MD = (
+    "---\nlicense: apache-2.0\nbase_model: x/y\n---\n\n# Tiny Card Model\n\n"
+    "A **tiny** model for tests. See [the Hub](https://huggingface.co/kdiscM).\n\n"
+    "![logo](https://example.invalid/logo.png)\n\n## Usage\n\n- run it\n- chat with it\n"
+)
+
+
+def test_the_pane_shows_the_model_card_online_and_says_so_offline(
+    qtbot: QtBot,
+    hub: HubServer,
+    tiny_files: dict[str, Path],
+    small_services: Services,
+    make_window: Callable[[Services], MainWindow],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    tiny = {"T-Q4_0.gguf": tiny_files["Tiny-Q4_0.gguf"]}
+    hub.add_repo("kdiscM/Card-GGUF", {**tiny, "README.md": CARD_MD.encode()}, tags=("gguf",), downloads=9)
+    hub.add_repo("kdiscM/NoCard-GGUF", tiny, tags=("gguf",), downloads=1)
+    window = make_window(small_services)
+    view = _discover(qtbot, window)
+    _search(qtbot, view, "kdiscm", 2)
+    _select(view, "kdiscM/Card-GGUF")
+    card = view.card
+    assert card.objectName() == "discover-card" and card.isReadOnly() and card.openExternalLinks()
+    qtbot.waitUntil(lambda: "Tiny Card Model" in card.toPlainText(), timeout=20_000)
+    text = card.toPlainText()
+    assert "license: apache-2.0" not in text and "base_model" not in text  # front matter stripped
+    assert "A tiny model for tests." in text  # rendered Markdown, not the source
+    assert "**" not in text and "https://huggingface.co/kdiscM" in card.toMarkdown()
+    card.grab()  # laid out and painted: the image is asked for, and refused (no request leaves)
+    assert set(card.requested) == {"https://example.invalid/logo.png"}
+    assert card.document().resource(2, QUrl("https://example.invalid/logo.png")) is None
+
+    _select(view, "kdiscM/NoCard-GGUF")
+    qtbot.waitUntil(lambda: card.toPlainText() == "This repo has no model card.", timeout=20_000)
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    _select(view, "kdiscM/Card-GGUF")
+    assert card.toPlainText() == "Model card not available offline."
     _wait_idle(qtbot)

@@ -17,6 +17,7 @@ from kaihe_desktop.core.machine.profiles import shipped_profiles
 from kaihe_desktop.core.machine.spec import Machine, ProbeNote
 from kaihe_desktop.core.machine.tiers import TIERS, Tier, tier_for
 from kaihe_desktop.qt import format as fmt
+from kaihe_desktop.qt.controllers.first_run import FIRST_RUN_KEY
 from kaihe_desktop.qt.controllers.machine import PROFILE_FILES_KEY, PROFILE_KEY, MachineController
 from kaihe_desktop.qt.main_window import MainWindow
 from kaihe_desktop.qt.views.machine import THIS_COMPUTER, MachineView
@@ -32,9 +33,10 @@ def _shipped(name: str) -> Machine:
 
 
 def _services(home: Path, *, remembered: str | None = None, profile: str | None = None) -> Services:
-    """Services with no --profile (unless given), the selector's last choice remembered in settings."""
-    if remembered is not None:
-        Settings(home / "settings.json").set(PROFILE_KEY, remembered)
+    """Services with no --profile (unless given), the selector's last choice remembered in settings, past the
+    first start (its welcome page and pick are tests/qt/test_first_run.py's)."""
+    settings = Settings(home / "settings.json")
+    settings.update({FIRST_RUN_KEY: True, **({PROFILE_KEY: remembered} if remembered is not None else {})})
     return Services.create(home=home, profile=profile)
 
 

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QApplication, QTableView, QToolButton
 from pytestqt.qtbot import QtBot
 
 from kaihe_desktop.app import create_window
+from kaihe_desktop.qt.controllers.first_run import FIRST_RUN_KEY
 from kaihe_desktop.qt.controllers.status import StatusController
 from kaihe_desktop.qt.main_window import MainWindow
 from kaihe_desktop.qt.views.machine import MachineView
@@ -175,6 +176,7 @@ def test_create_window_keeps_the_gui_thread_free(qtbot: QtBot, kaihe_home: Path)
     """Building the window starts the probe on a worker: the GUI thread never waits for it."""
     gate = threading.Event()
     services = Services.create(home=kaihe_home, profile="rtx4060-16gb")
+    services.settings.set(FIRST_RUN_KEY, True)  # not a first start: no welcome page, no first-run pick
     slow = Services(
         **{**services.__dict__, "load_machine": lambda: (gate.wait(5), services.load_machine())[1]}
     )

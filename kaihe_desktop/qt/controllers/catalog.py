@@ -21,6 +21,7 @@ from kaihe_desktop.core.fit.kv_types import KVCacheType
 from kaihe_desktop.core.fit.quants import DEFAULT_PICK_CTX, QuantOption
 from kaihe_desktop.core.fit.report import FitReport, report_for
 from kaihe_desktop.core.hub.catalog import Catalog, CatalogRepo, SearchResult
+from kaihe_desktop.core.hub.model_card import fetch_model_card
 from kaihe_desktop.core.hub.recommend import RecommendationSet
 from kaihe_desktop.core.machine.spec import Machine
 from kaihe_desktop.qt.controllers.machine import MachineController
@@ -124,6 +125,8 @@ class CatalogController(QObject):
     details = Signal(object)  # Details
     repo_opened = Signal(object)  # CatalogRepo (a recommendation, read by id)
     repo_failed = Signal(str, object)  # repo id, the exception: the pane says it (no banner)
+    card = Signal(str, object)  # repo id, its model card's Markdown (None: offline)
+    card_failed = Signal(str, object)  # repo id, the exception (no card, unreachable): said in the pane
     failed = Signal(object)
 
     def __init__(
@@ -153,6 +156,7 @@ class CatalogController(QObject):
         self.busy = False  # a search, page or recommendation of the current generation is in flight
         self._waiting = False  # a query asked before the machine was known
         self._details_generation = 0
+        self._card_generation = 0
         self._recommended_for: Machine | None = None
         self.timer = QTimer(self)
         self.timer.setSingleShot(True)
@@ -323,3 +327,25 @@ class CatalogController(QObject):
         if generation == self._details_generation:
             self._errors.show(exc)
             self.failed.emit(exc)
+
+    def fetch_card(self, repo_id: str) -> None:
+        """``repo_id``'s model card off the GUI thread; `card` (or `card_failed`) for the newest ask only."""
+        self._card_generation += 1
+        generation = self._card_generation
+        catalog = self._catalog
+        endpoint = catalog.endpoint if catalog is not None else None
+        token = catalog.token if catalog is not None else None
+        run_query(
+            lambda: fetch_model_card(repo_id, endpoint=endpoint, token=token),
+            lambda text: self._on_card(generation, repo_id, text),
+            lambda exc: self._on_card_failed(generation, repo_id, exc),
+            name=f"model card {repo_id}",
+        )
+
+    def _on_card(self, generation: int, repo_id: str, text: str | None) -> None:
+        if generation == self._card_generation:
+            self.card.emit(repo_id, text)
+
+    def _on_card_failed(self, generation: int, repo_id: str, exc: BaseException) -> None:
+        if generation == self._card_generation:
+            self.card_failed.emit(repo_id, exc)

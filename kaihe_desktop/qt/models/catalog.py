@@ -28,6 +28,7 @@ from kaihe_desktop.core.fit.plan import Plan
 from kaihe_desktop.core.fit.quants import Candidate
 from kaihe_desktop.core.hub.catalog_entries import CatalogRepo
 from kaihe_desktop.core.hub.recommend import Recommendation
+from kaihe_desktop.core.hub.recommend_data import use_case_matches
 from kaihe_desktop.qt import format as fmt
 
 REPO_ROLE = Qt.ItemDataRole.UserRole  # the CatalogRepo / VariantRow / Recommendation of the row
@@ -340,13 +341,27 @@ class CatalogModel(_Table):
 
 
 class CatalogFilter(QSortFilterProxyModel):
-    """Sorts on SORT_ROLE; filters "fits this machine" and "commercial use allowed"."""
+    """Sorts on SORT_ROLE; filters "fits this machine", "commercial use allowed" and a use case.
+
+    A repo is of a use case when the core says so (`recommend_data.use_case_matches`): curated for it in
+    recommendations.json, or named or tagged with one of its keywords ("coder", "code", … for coding)."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.setSortRole(SORT_ROLE)
         self._fits_only = False
         self._commercial_only = False
+        self._use_case: str | None = None
+
+    @property
+    def use_case(self) -> str | None:
+        return self._use_case
+
+    def set_use_case(self, use_case_id: str | None) -> None:
+        """Only repos of ``use_case_id`` (a recommendations.json id); None for any use."""
+        self.beginFilterChange()
+        self._use_case = use_case_id or None
+        self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
 
     @property
     def fits_only(self) -> bool:
@@ -373,7 +388,9 @@ class CatalogFilter(QSortFilterProxyModel):
             return True
         if self._fits_only and not repo.fits:
             return False
-        return not (self._commercial_only and repo.hub.license.commercial_use != "yes")
+        if self._commercial_only and repo.hub.license.commercial_use != "yes":
+            return False
+        return self._use_case is None or use_case_matches(self._use_case, repo.repo_id, repo.hub.tags)
 
 
 # --- one repo's variants ----------------------------------------------------------------------------

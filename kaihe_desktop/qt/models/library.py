@@ -22,8 +22,9 @@ SOURCE_WORDS = {
     "hub": "Hugging Face",
     "import": "Imported file",
     "hf-cache": "Hugging Face cache",
-    "starter": "Starter model",
+    "starter": "Starter (small base model)",
 }
+STARTER_TOOLTIP = "The bundled starter model: a small base model for trying the app, not a chat assistant"
 
 Index = QModelIndex | QPersistentModelIndex
 
@@ -173,4 +174,6 @@ def _tooltip(entry: LibraryEntry, key: str) -> str:
         return entry.variant or ""
     if key == "size":
         return f"{entry.size_bytes:,} bytes"
+    if key == "source" and entry.source == "starter":
+        return STARTER_TOOLTIP
     return _display(entry, key)

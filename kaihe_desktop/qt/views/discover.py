@@ -3,12 +3,14 @@
 Top: the search field, the filters and the results (or, with an empty field, one recommendation per use
 case). Below: the selected repo — every variant with its fit badge, spare memory and speed, the picker's
 reason, a memory bar of the picked variant per device, the warnings and the licence — planned again off the
-GUI thread when the context slider or the KV cache type changes.
+GUI thread when the context slider or the KV cache type changes — and, online, the repo's model card.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QModelIndex, Qt, QTimer, Signal
+from typing import Any
+
+from PySide6.QtCore import QModelIndex, Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QFont, QShowEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -26,13 +28,17 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStackedWidget,
     QTableView,
+    QTextBrowser,
     QVBoxLayout,
     QWidget,
 )
 
 from kaihe_desktop.core.fit.kv_types import KVCacheType
 from kaihe_desktop.core.hub.catalog import CatalogRepo, SearchResult
+from kaihe_desktop.core.hub.http_errors import is_offline
+from kaihe_desktop.core.hub.model_card import ModelCardMissingError
 from kaihe_desktop.core.hub.recommend import Recommendation, RecommendationSet
+from kaihe_desktop.core.hub.recommend_data import load_recommendations
 from kaihe_desktop.qt import format as fmt
 from kaihe_desktop.qt.controllers.catalog import CatalogController, Details, WhatIf, default_context
 from kaihe_desktop.qt.models.catalog import (
@@ -52,6 +58,27 @@ from kaihe_desktop.qt.widgets.memory_bar import MemoryBar
 WHAT_IF_DEBOUNCE_MS = 150
 CONTEXT_STEPS = tuple(1024 << n for n in range(12))  # 1k … 2M tokens
 UNKNOWN_TRAINED_CONTEXT = 4096
+CARD_OFFLINE = "Model card not available offline."
+CARD_LOADING = "Loading the model card…"
+USE_CASE_TIP = (
+    "Show only models for this use case: those curated for it in the recommendations, and those whose "
+    "name or Hub tags carry one of its keywords"
+)
+
+
+class CardBrowser(QTextBrowser):
+    """A read-only model card: links open in the browser, and nothing is fetched (no remote images)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setOpenLinks(True)
+        self.setOpenExternalLinks(True)
+        self.requested: list[str] = []  # what the card tried to load (images): refused, kept for tests
+
+    def loadResource(self, type: int, name: QUrl | str) -> Any:  # noqa: A002, N802 - Qt's names
+        self.requested.append(name.toString() if isinstance(name, QUrl) else name)
+        return None
 
 
 def context_steps(trained: int | None) -> tuple[int, ...]:
@@ -109,6 +136,16 @@ class DiscoverView(QWidget):
         self.commercial_box.setObjectName("discover-commercial")
         self.commercial_box.setAccessibleName("only licences that allow commercial use")
         row.addWidget(self.commercial_box)
+        self.use_case_box = QComboBox(self)
+        self.use_case_box.setObjectName("discover-use-case")
+        self.use_case_box.setAccessibleName("only models for a use case")
+        self.use_case_box.setToolTip(USE_CASE_TIP)
+        self.use_case_box.addItem("Any use", None)
+        for case in load_recommendations().use_cases:
+            self.use_case_box.addItem(case.title, case.id)
+            tip = f"{case.description}\nKeywords: {', '.join(case.keywords)}"
+            self.use_case_box.setItemData(self.use_case_box.count() - 1, tip, Qt.ItemDataRole.ToolTipRole)
+        row.addWidget(self.use_case_box)
         layout.addLayout(row)
 
         self.status_label = QLabel("Recommendations for this machine…", self)
@@ -162,6 +199,7 @@ class DiscoverView(QWidget):
         self.search.returnPressed.connect(lambda: controller.search_now(self.search.text()))
         self.fits_box.toggled.connect(self._on_filters)
         self.commercial_box.toggled.connect(self._on_filters)
+        self.use_case_box.currentIndexChanged.connect(self._on_filters)
         self.results.selectionModel().currentRowChanged.connect(self._on_result_selected)
         self.recommended.selectionModel().currentRowChanged.connect(self._on_recommendation_selected)
         controller.searching.connect(self._on_searching)
@@ -172,6 +210,8 @@ class DiscoverView(QWidget):
         controller.repo_opened.connect(self.show_repo)
         controller.failed.connect(lambda exc: self.status_label.setText(f"Failed: {exc}"))
         controller.repo_failed.connect(self._on_repo_failed)
+        controller.card.connect(self._on_card)
+        controller.card_failed.connect(self._on_card_failed)
         self._show_empty_details()
 
     # --- the details pane ----------------------------------------------------------------------------
@@ -257,7 +297,17 @@ class DiscoverView(QWidget):
         self.warnings_label.setWordWrap(True)
         self.warnings_label.setTextFormat(Qt.TextFormat.RichText)
         column.addWidget(self.warnings_label)
-        column.addStretch(1)
+        card_title = QLabel("Model card", pane)
+        card_font = QFont(card_title.font())
+        card_font.setBold(True)
+        card_title.setFont(card_font)
+        column.addWidget(card_title)
+        self.card = CardBrowser(pane)
+        self.card.setObjectName("discover-card")
+        self.card.setAccessibleName("model card")
+        self.card.setMinimumHeight(280)
+        column.addWidget(self.card, 1)
+        self.card_repo: str | None = None  # whose card is shown (or asked for)
         return pane
 
     def _show_empty_details(self) -> None:
@@ -275,6 +325,8 @@ class DiscoverView(QWidget):
         self.memory_bar.set_devices(())
         self.memory_bar.hide()
         self.warnings_label.setText("")
+        self.card_repo = None
+        self.card.clear()
 
     def show_repo(self, repo: CatalogRepo) -> None:
         """Open ``repo`` in the pane: the catalog's own numbers at once, then a full plan off the thread."""
@@ -313,8 +365,39 @@ class DiscoverView(QWidget):
         self.memory_bar.set_devices(())
         self.memory_bar.setVisible(usable)
         self.warnings_label.setText("")
+        self._show_card(repo.repo_id)
         if usable:
             self._controller.plan(repo, self.what_if())
+
+    # --- the model card ------------------------------------------------------------------------------
+
+    def _show_card(self, repo_id: str) -> None:
+        if repo_id == self.card_repo:
+            return  # the same repo judged again: its card is already there (or on its way)
+        self.card_repo = repo_id
+        if is_offline():
+            self.card.setPlainText(CARD_OFFLINE)
+            return
+        self.card.setPlainText(CARD_LOADING)
+        self._controller.fetch_card(repo_id)
+
+    def _on_card(self, repo_id: str, text: str | None) -> None:
+        if repo_id != self.card_repo:
+            return
+        if text is None:
+            self.card.setPlainText(CARD_OFFLINE)
+        elif not text.strip():
+            self.card.setPlainText("The model card is empty.")
+        else:
+            self.card.setMarkdown(text)
+
+    def _on_card_failed(self, repo_id: str, exc: BaseException) -> None:
+        if repo_id != self.card_repo:
+            return
+        if isinstance(exc, ModelCardMissingError):
+            self.card.setPlainText("This repo has no model card.")
+        else:
+            self.card.setPlainText(f"Cannot read the model card: {exc}")
 
     def _on_repo_failed(self, repo_id: str, exc: BaseException) -> None:
         """A recommendation that could not be read: said in the pane, not in the window's banner."""
@@ -418,6 +501,7 @@ class DiscoverView(QWidget):
     def _on_filters(self) -> None:
         self.proxy.set_fits_only(self.fits_box.isChecked())
         self.proxy.set_commercial_only(self.commercial_box.isChecked())
+        self.proxy.set_use_case(self.use_case_box.currentData())
         self._update_count()
 
     def _on_searching(self, query: str) -> None:
