@@ -41,6 +41,12 @@ ICON_SIZES = (16, 32, 48, 64, 128, 256)
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="kaihe-desktop", description="The KAIHE Desktop window.")
     parser.add_argument("--profile", help="act as a saved machine (a shipped profile name or a profile file)")
+    parser.add_argument(
+        "--self-test",
+        action="store_true",
+        help="probe the machine, run the engine on a tiny model, open and close the window; exit 0",
+    )
+    parser.add_argument("--screenshots", metavar="DIR", help="render every view offscreen into DIR/*.png")
     args, _qt_args = parser.parse_known_args(list(argv)[1:])
     return args
 

@@ -77,3 +77,9 @@ def test_screenshots_render_every_view_with_the_hub_results(tmp_path: Path, hub:
             for x in range(0, image.width(), 37)
             for y in range(0, image.height(), 29)
         ), name
+
+
+def test_help_lists_the_automation_flags() -> None:
+    done = _run("--help")
+    assert done.returncode == 0, done.stderr
+    assert "--self-test" in done.stdout and "--screenshots DIR" in done.stdout and "--profile" in done.stdout
