@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -33,3 +35,24 @@ def history_db() -> Path:
 def ensure(path: Path) -> Path:
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its nearest existing parent: where a folder not made yet would take its space from."""
+    probe = path.expanduser()
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    return probe
+
+
+@dataclass(frozen=True)
+class FolderSpace:
+    path: Path
+    free_bytes: int
+    total_bytes: int
+
+
+def folder_space(path: Path) -> FolderSpace:
+    """Free and total space of the disk ``path`` is (or would be) on."""
+    usage = shutil.disk_usage(nearest_existing(path))
+    return FolderSpace(path, int(usage.free), int(usage.total))

@@ -226,8 +226,8 @@ class Downloader:
                 states.append(PartialState(f.path, part, part.stat().st_size, f.size_bytes))
         return states
 
-    def check_disk_space(self, repo_id: str, files: Sequence[RepoFile], *, revision: str = "main") -> int:
-        """Bytes still needed; DiskFullError naming needed and free space when they do not fit."""
+    def needed_bytes(self, repo_id: str, files: Sequence[RepoFile], *, revision: str = "main") -> int:
+        """Bytes still to write for ``files``: what neither a finished file nor a partial holds yet."""
         needed = 0
         for f in files:
             if self._complete_on_disk(repo_id, f):
@@ -235,10 +235,28 @@ class Downloader:
             part = self.partial_path(repo_id, revision, f)
             have = part.stat().st_size if part.exists() else 0
             needed += max(f.size_bytes - have, 0)
-        probe = self.models_dir
-        while not probe.exists() and probe != probe.parent:
-            probe = probe.parent
-        free = self.disk_usage(probe).free
+        return needed
+
+    def free_space(self) -> tuple[Path, int]:
+        """The folder the models folder takes its space from, and the bytes free there."""
+        probe = paths.nearest_existing(self.models_dir)
+        return probe, self.disk_usage(probe).free
+
+    def shortfall_bytes(self, repo_id: str, files: Sequence[RepoFile], *, revision: str = "main") -> int:
+        """Bytes to free before ``files`` fit with the reserve (0 when they fit)."""
+        _probe, free = self.free_space()
+        needed = self.needed_bytes(repo_id, files, revision=revision)
+        return max(needed + self.disk_reserve_bytes - free, 0)
+
+    @property
+    def endpoint_url(self) -> str:
+        """The Hub this downloader talks to (``HF_ENDPOINT`` unless one was passed)."""
+        return (self.endpoint or constants.ENDPOINT).rstrip("/")
+
+    def check_disk_space(self, repo_id: str, files: Sequence[RepoFile], *, revision: str = "main") -> int:
+        """Bytes still needed; DiskFullError naming needed and free space when they do not fit."""
+        needed = self.needed_bytes(repo_id, files, revision=revision)
+        probe, free = self.free_space()
         if needed + self.disk_reserve_bytes > free:
             raise DiskFullError(
                 f"not enough disk space for {repo_id}: needs {human_size(needed)} "
@@ -365,7 +383,7 @@ class Downloader:
             retrier,
             failure,
             exc,
-            endpoint=self._endpoint(),
+            endpoint=self.endpoint_url,
             timeout_s=self.timeout_s,
             kept="; the partial file is kept",
         )
@@ -447,12 +465,9 @@ class Downloader:
             filename=path,
             revision=revision,
             token=self.token,
-            endpoint=self._endpoint(),
+            endpoint=self.endpoint_url,
             timeout_s=self.timeout_s,
         )
-
-    def _endpoint(self) -> str:
-        return (self.endpoint or constants.ENDPOINT).rstrip("/")
 
     def discard_partials(self, repo_id: str, variant: Variant, *, revision: str = "main") -> int:
         """Delete what an interrupted download left; bytes freed."""

@@ -22,7 +22,6 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import TypeVar
 
-from huggingface_hub import constants as hf_constants
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from kaihe_desktop.core.downloads.fetch import Downloader
@@ -224,10 +223,10 @@ class DownloadsController(QObject):
 
     def hub_page_url(self, repo_id: str) -> str:
         """The model's page on the Hub (where its licence is accepted)."""
-        return f"{self._endpoint()}/{repo_id}"
+        return f"{self._downloader.endpoint_url}/{repo_id}"
 
     def sign_in_url(self) -> str:
-        return f"{self._endpoint()}/settings/tokens"
+        return f"{self._downloader.endpoint_url}/settings/tokens"
 
     @property
     def active_keys(self) -> tuple[str, ...]:
@@ -285,19 +284,13 @@ class DownloadsController(QObject):
         """Bytes to free before the download fits (the core's check: what is missing plus its reserve)."""
         if plan.variant is None:
             return None
-        d = self._downloader
         try:
-            have = sum(
-                s.have_bytes for s in d.partial_state(plan.repo_id, plan.variant, revision=plan.revision)
+            short = self._downloader.shortfall_bytes(
+                plan.repo_id, plan.variant.all_files, revision=plan.revision
             )
-            probe = d.models_dir
-            while not probe.exists() and probe != probe.parent:
-                probe = probe.parent
-            free = d.disk_usage(probe).free
         except OSError:
             return None
-        short = plan.total_bytes - have + d.disk_reserve_bytes - free
-        return short if short > 0 else None
+        return short or None
 
     def _tick(self) -> None:
         """Coalesced progress (one `progressed` per tick at most) and the stall watchdog."""
@@ -521,9 +514,6 @@ class DownloadsController(QObject):
         if self._errors is not None:
             self._errors.show(exc, retry=self.restore)
         self.restored.emit()
-
-    def _endpoint(self) -> str:
-        return (self._downloader.endpoint or hf_constants.ENDPOINT).rstrip("/")
 
 
 def _restored_state(item: QueueItem) -> tuple[DownloadState, Presentation | None]:

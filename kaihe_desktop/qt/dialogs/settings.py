@@ -9,13 +9,10 @@ it; KAIHE never stores the token). Disk, network and settings writes run on work
 from __future__ import annotations
 
 import os
-import shutil
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-import huggingface_hub
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -35,7 +32,8 @@ from PySide6.QtWidgets import (
 )
 
 from kaihe_desktop.core.fit.kv_types import KVCacheType
-from kaihe_desktop.core.hub.http_errors import translate
+from kaihe_desktop.core.hub.account import hub_sign_in, hub_sign_out, hub_user
+from kaihe_desktop.core.paths import FolderSpace, folder_space
 from kaihe_desktop.qt import format as fmt
 from kaihe_desktop.qt.errors import ErrorPresenter, present
 from kaihe_desktop.qt.workers import run_query
@@ -51,51 +49,6 @@ KV_WORDS = {
 }
 GPU_AUTO, GPU_ALL, GPU_LAYERS = 0, 1, 2
 W = TypeVar("W", bound=QWidget)
-
-
-# --- Qt-free work run on workers ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FolderSpace:
-    path: Path
-    free_bytes: int
-    total_bytes: int
-
-
-def folder_space(path: Path) -> FolderSpace:
-    """Free space where ``path`` is (or would be: the nearest existing parent)."""
-    probe = path.expanduser()
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    usage = shutil.disk_usage(probe)
-    return FolderSpace(path, int(usage.free), int(usage.total))
-
-
-def hub_user() -> str | None:
-    """Who huggingface_hub is signed in as (None when no token is saved or set)."""
-    token = huggingface_hub.get_token()
-    if not token:
-        return None
-    try:
-        return str(huggingface_hub.whoami(token=token)["name"])
-    except Exception as exc:  # noqa: BLE001 - typed for the window
-        raise translate(exc, what="asking the Hub who is signed in", token=token) from exc
-
-
-def hub_sign_in(token: str) -> str:
-    """huggingface_hub.login (it checks the token with whoami, then saves it); the user's name."""
-    try:
-        huggingface_hub.login(token=token.strip(), skip_if_logged_in=False)
-        return str(huggingface_hub.whoami(token=token.strip())["name"])
-    except Exception as exc:  # noqa: BLE001 - typed for the window
-        raise translate(exc, what="signing in to Hugging Face", token=token.strip()) from exc
-
-
-def hub_sign_out() -> None:
-    """huggingface_hub.logout: the saved token goes (an HF_TOKEN in the environment stays; OSError)."""
-    if huggingface_hub.get_token() is not None:
-        huggingface_hub.logout()
 
 
 # --- the dialog -----------------------------------------------------------------------------------------
